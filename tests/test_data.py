@@ -1,0 +1,381 @@
+"""Tests for fnn.data: CSV and IDX readers, the bundled sample, Fashion-MNIST, and split."""
+
+import gzip
+import string
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fnn.data import (
+    DEBIAN_FASHION_DIR,
+    FASHION_NAMES,
+    DataError,
+    Dataset,
+    Splits,
+    load_dataset,
+    load_test_set,
+    read_idx,
+    split,
+)
+
+PIXELS = [f"pixel{j}" for j in range(784)]
+
+
+# ---------------------------------------------------------------- file builders
+
+
+def kaggle_text(pixels, labels=None) -> str:
+    """pixels: (n, 784) ints, labels: (n,) ints or None -> Kaggle CSV text with header."""
+    header = ",".join((["label"] if labels is not None else []) + PIXELS)
+    table = pixels if labels is None else np.column_stack([labels, pixels])
+    return "\n".join([header, *(",".join(map(str, row)) for row in table.tolist())]) + "\n"
+
+
+def label_last_text(pixels, labels) -> str:
+    table = np.column_stack([pixels, labels])
+    return "\n".join(",".join(map(str, row)) for row in table.tolist()) + "\n"
+
+
+def write(path: Path, text: str) -> Path:
+    data = text.encode()
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """uint8 array -> IDX bytes: magic 0x0000 08 ndim, big-endian uint32 dims, data."""
+    header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
+    return header + array.astype(np.uint8).tobytes()
+
+
+def random_digits(rng, n):
+    return rng.integers(0, 256, size=(n, 784)), rng.integers(0, 10, size=n)
+
+
+# ---------------------------------------------------------------- sample and Fashion-MNIST
+
+
+def test_sample_is_5000_balanced_digits():
+    ds = load_dataset("sample")
+    assert ds.X.shape == (5000, 784) and ds.X.dtype == np.float32
+    assert ds.y.shape == (5000,) and ds.y.dtype == np.int64
+    assert ds.X.min() == 0.0 and ds.X.max() == 1.0
+    assert np.array_equal(np.bincount(ds.y), np.full(10, 500))
+    assert ds.class_names == tuple("0123456789")
+    assert np.array_equal(ds.X, load_dataset("sample").X)
+    assert load_test_set("sample") is None
+
+
+def test_sample_matches_the_shared_csv():
+    shared = Path("/work/shared/data/mnist_5k.csv.gz")
+    if not shared.exists():
+        pytest.skip(f"{shared} is not present")
+    csv, sample = load_dataset(shared, layout="label-last"), load_dataset("sample")
+    assert np.array_equal(csv.X, sample.X) and np.array_equal(csv.y, sample.y)
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
+def test_fashion_mnist_from_debian(tmp_path):
+    train = load_dataset("fashion-mnist", data_dir=tmp_path, mirrors=())
+    test = load_test_set("fashion-mnist", data_dir=tmp_path, mirrors=())
+    assert train.X.shape == (60000, 784) and train.y.shape == (60000,)
+    assert test.X.shape == (10000, 784) and test.y.shape == (10000,)
+    assert train.class_names == FASHION_NAMES and FASHION_NAMES[9] == "Ankle boot"
+    assert np.array_equal(np.bincount(test.y), np.full(10, 1000))
+    assert train.X.dtype == np.float32 and 0.0 <= train.X.min() and train.X.max() <= 1.0
+
+
+# ---------------------------------------------------------------- CSV round trips
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_kaggle_train_and_test_round_trip(tmp_path, suffix):
+    pixels, labels = random_digits(np.random.default_rng(0), 7)
+    train = load_dataset(write(tmp_path / f"train{suffix}", kaggle_text(pixels, labels)))
+    test = load_dataset(write(tmp_path / f"test{suffix}", kaggle_text(pixels)))
+    assert train.X.dtype == np.float32 and train.y.dtype == np.int64
+    assert np.array_equal(np.rint(train.X * 255), pixels) and np.array_equal(train.y, labels)
+    assert np.array_equal(np.rint(test.X * 255), pixels) and test.y is None
+    assert train.source.endswith(f"train{suffix}")
+    assert load_test_set(tmp_path / f"train{suffix}") is None
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_label_last_round_trip(tmp_path, suffix):
+    pixels, labels = random_digits(np.random.default_rng(1), 5)
+    path = write(tmp_path / f"digits{suffix}", label_last_text(pixels, labels))
+    ds = load_dataset(path, layout="label-last")
+    assert np.array_equal(np.rint(ds.X * 255), pixels) and np.array_equal(ds.y, labels)
+
+
+def test_integer_valued_floats_are_accepted(tmp_path):
+    pixels, labels = random_digits(np.random.default_rng(2), 3)
+    text = kaggle_text(pixels, labels).replace(",0,", ",0.0,")
+    ds = load_dataset(write(tmp_path / "train.csv", text))
+    assert np.array_equal(np.rint(ds.X * 255), pixels)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1),
+    gz=st.booleans(),
+    labeled=st.booleans(),
+)
+def test_valid_kaggle_files_round_trip(rows, seed, gz, labeled):
+    pixels, labels = random_digits(np.random.default_rng(seed), rows)
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(Path(folder) / ("d.csv.gz" if gz else "d.csv"),
+                     kaggle_text(pixels, labels if labeled else None))
+        ds = load_dataset(path)
+    assert np.array_equal(np.rint(ds.X * 255).astype(np.int64), pixels)
+    assert (ds.y is None) if not labeled else np.array_equal(ds.y, labels)
+
+
+# ---------------------------------------------------------------- malformed CSVs
+
+NOT_A_NUMBER = st.one_of(
+    st.sampled_from(["", "  ", "nan", "NA", "null", "inf", "-inf", "0x10", "--1", "1..2", "3 4"]),
+    st.text(alphabet=string.ascii_letters, min_size=1, max_size=6),
+    st.floats(-1e6, 1e6).filter(lambda v: v != int(v)).map(repr),
+)
+
+
+def bad_value(is_label: bool):
+    top = 9 if is_label else 255
+    return st.one_of(
+        NOT_A_NUMBER,
+        st.integers(top + 1, 10**15).map(str),
+        st.integers(-(10**6), -1).map(str),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), rows=st.integers(1, 4), layout=st.sampled_from(["train", "test", "last"]),
+       gz=st.booleans())
+def test_corrupt_cell_is_reported_at_its_line_and_column(data, rows, layout, gz):
+    pixels, labels = random_digits(np.random.default_rng(rows), rows)
+    if layout == "last":
+        table = np.column_stack([pixels, labels]).astype(object)
+        columns, header_lines = [*PIXELS, "label"], 0
+    elif layout == "train":
+        table = np.column_stack([labels, pixels]).astype(object)
+        columns, header_lines = ["label", *PIXELS], 1
+    else:
+        table = pixels.astype(object)
+        columns, header_lines = PIXELS, 1
+    row = data.draw(st.integers(0, rows - 1), label="row")
+    col = data.draw(st.integers(0, len(columns) - 1), label="col")
+    table[row, col] = data.draw(bad_value(columns[col] == "label"), label="value")
+    lines = [",".join(columns)] * header_lines + [",".join(map(str, r)) for r in table]
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(Path(folder) / ("d.csv.gz" if gz else "d.csv"), "\n".join(lines) + "\n")
+        with pytest.raises(DataError) as caught:
+            load_dataset(path, layout="label-last" if layout == "last" else "kaggle")
+    message = str(caught.value)
+    assert str(path) in message
+    assert f"line {header_lines + row + 1}, column {col + 1} ('{columns[col]}')" in message
+    assert ("label 0..9" if columns[col] == "label" else "pixel value 0..255") in message
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda ls: ls[:2] + [ls[2] + ",7"] + ls[3:], "line 3 has 786 fields; expected 785"),
+        (lambda ls: ls[:2] + [ls[2].rsplit(",", 1)[0]] + ls[3:], "line 3, column 785 ('pixel783'): "
+                                                                   "expected an integer pixel value 0..255, got an empty cell"),
+        (lambda ls: ls[:2] + [""] + ls[2:], "line 3, column 1 ('label')"),
+        (lambda ls: [ls[0]], "no data lines after the header"),
+        (lambda ls: [], "file is empty"),
+        (lambda ls: ls[1:], "pass layout='label-last'"),
+        (lambda ls: [ls[0].replace(",pixel783", "")] + ls[1:], "missing columns 'pixel783'"),
+        (lambda ls: [ls[0] + ",extra"] + ls[1:], "unexpected columns 'extra'"),
+        (lambda ls: [ls[0].replace("pixel0,pixel1", "pixel1,pixel0")] + ls[1:], "columns out of order"),
+    ],
+    ids=["extra-field", "missing-field", "blank-line", "header-only", "empty", "no-header",
+         "missing-column", "extra-column", "out-of-order"],
+)
+def test_malformed_kaggle_files(tmp_path, mutate, expected):
+    pixels, labels = random_digits(np.random.default_rng(3), 3)
+    lines = kaggle_text(pixels, labels).splitlines()
+    path = write(tmp_path / "train.csv", "\n".join(mutate(lines)) + "\n" * bool(mutate(lines)))
+    with pytest.raises(DataError, match="train.csv") as caught:
+        load_dataset(path)
+    assert expected in str(caught.value)
+
+
+def test_label_last_file_with_a_header_is_refused(tmp_path):
+    pixels, labels = random_digits(np.random.default_rng(4), 2)
+    path = write(tmp_path / "train.csv", kaggle_text(pixels, labels))
+    with pytest.raises(DataError, match="line 1 is a header"):
+        load_dataset(path, layout="label-last")
+
+
+def test_truncated_gzip_csv(tmp_path):
+    pixels, labels = random_digits(np.random.default_rng(5), 50)
+    data = gzip.compress(kaggle_text(pixels, labels).encode())
+    path = tmp_path / "train.csv.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"train\.csv\.gz: gzip data is truncated or corrupt"):
+        load_dataset(path)
+
+
+def test_bad_sources_and_layouts(tmp_path):
+    with pytest.raises(DataError, match="does not exist.*'sample', 'mnist', 'fashion-mnist'"):
+        load_dataset(tmp_path / "missing.csv")
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(DataError, match="is not a .csv or .csv.gz file"):
+        load_dataset(tmp_path / "notes.txt")
+    with pytest.raises(ValueError, match="layout must be one of"):
+        load_dataset("sample", layout="label-first")
+
+
+# ---------------------------------------------------------------- IDX
+
+
+def write_idx_folder(folder: Path, rng, n_train=6, n_test=4, gz=True):
+    suffix = ".gz" if gz else ""
+    parts = {}
+    for part, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        for name, array in ((f"{part}-images-idx3-ubyte", images), (f"{part}-labels-idx1-ubyte", labels)):
+            data = idx_bytes(array)
+            (folder / (name + suffix)).write_bytes(gzip.compress(data) if gz else data)
+        parts[part] = (images, labels)
+    return parts
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_folder_round_trip(tmp_path, gz):
+    parts = write_idx_folder(tmp_path, np.random.default_rng(6), gz=gz)
+    train, test = load_dataset(tmp_path), load_test_set(tmp_path)
+    for ds, (images, labels) in ((train, parts["train"]), (test, parts["t10k"])):
+        assert ds.X.dtype == np.float32 and ds.y.dtype == np.int64
+        assert np.array_equal(np.rint(ds.X * 255).reshape(-1, 28, 28), images)
+        assert np.array_equal(ds.y, labels)
+
+
+def test_idx_wrong_magic(tmp_path):
+    path = tmp_path / "x-idx1-ubyte"
+    path.write_bytes(bytes([0, 0, 0x0D, 1]) + np.array([2], ">u4").tobytes() + b"\0" * 8)
+    with pytest.raises(DataError, match=r"x-idx1-ubyte: not an IDX file.*got 0x00000d01"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_idx_size_mismatch(tmp_path, delta):
+    data = idx_bytes(np.zeros((3, 28, 28), np.uint8))
+    path = tmp_path / "images-idx3-ubyte"
+    path.write_bytes(data[:delta] if delta < 0 else data + b"\0")
+    with pytest.raises(DataError, match=r"shape \(3, 28, 28\), i.e. 2352 bytes"):
+        read_idx(path)
+
+
+def test_idx_truncated_gzip(tmp_path):
+    data = gzip.compress(idx_bytes(np.random.default_rng(7).integers(0, 256, (50, 28, 28))))
+    path = tmp_path / "images-idx3-ubyte.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="images-idx3-ubyte.gz: gzip data is truncated"):
+        read_idx(path)
+
+
+def test_idx_folder_problems(tmp_path):
+    write_idx_folder(tmp_path, np.random.default_rng(8))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(3, np.uint8))))
+    with pytest.raises(DataError, match="3 labels for the 4 images"):
+        load_test_set(tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="no train files; expected train-images-idx3-ubyte.gz"):
+        load_dataset(tmp_path)
+
+
+# ---------------------------------------------------------------- split
+
+
+def indexed_dataset(labels) -> Dataset:
+    """A dataset whose row i stores i in pixels 0 and 1, so split rows can be traced back."""
+    n = len(labels)
+    X = np.zeros((n, 784), np.float32)
+    X[:, 0], X[:, 1] = np.arange(n) % 256 / 255, np.arange(n) // 256 / 255
+    return Dataset(X=X, y=np.asarray(labels, np.int64), class_names=tuple("0123456789"), source="t")
+
+
+def rows_of(ds: Dataset) -> np.ndarray:
+    return (np.rint(ds.X[:, 0] * 255) + 256 * np.rint(ds.X[:, 1] * 255)).astype(int)
+
+
+SIZES = st.one_of(st.integers(0, 30), st.floats(0.01, 0.3))
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels=st.lists(st.integers(0, 9), min_size=70, max_size=300), dev=SIZES, test=SIZES,
+       seed=st.integers(0, 2**32 - 1), stratify=st.booleans())
+def test_split_properties(labels, dev, test, seed, stratify):
+    ds = indexed_dataset(labels)
+    before = ds.X.copy(), ds.y.copy()
+    parts = split(ds, np.random.default_rng(seed), dev=dev, test=test, stratify=stratify)
+    again = split(ds, np.random.default_rng(seed), dev=dev, test=test, stratify=stratify)
+    n = len(labels)
+    size = {name: v if isinstance(v, int) else round(v * n) for name, v in (("dev", dev), ("test", test))}
+    ids = [rows_of(p) for p in (parts.train, parts.dev, parts.test)]
+    assert [len(i) for i in ids] == [n - size["dev"] - size["test"], size["dev"], size["test"]]
+    assert np.array_equal(np.sort(np.concatenate(ids)), np.arange(n))  # disjoint and covering
+    for part, part_ids in zip((parts.train, parts.dev, parts.test), ids):
+        assert np.array_equal(part.y, ds.y[part_ids])
+    for a, b in zip((parts.train, parts.dev, parts.test), (again.train, again.dev, again.test)):
+        assert np.array_equal(a.X, b.X) and np.array_equal(a.y, b.y)
+    assert np.array_equal(ds.X, before[0]) and np.array_equal(ds.y, before[1])
+    if stratify:
+        share = np.bincount(ds.y, minlength=10) / n
+        for part, bound in ((parts.test, 2), (parts.dev, 3)):
+            counts = np.bincount(part.y, minlength=10)
+            assert np.all(np.abs(counts - len(part.y) * share) < bound)
+
+
+def test_sample_default_split():
+    ds = load_dataset("sample")
+    parts = split(ds, np.random.default_rng(0), dev=500, test=500, stratify=True)
+    assert isinstance(parts, Splits)
+    assert [len(p.y) for p in (parts.train, parts.dev, parts.test)] == [4000, 500, 500]
+    assert np.array_equal(np.bincount(parts.test.y), np.full(10, 50))
+    assert np.array_equal(np.bincount(parts.dev.y), np.full(10, 50))
+
+
+def test_split_keeps_an_official_test_set(tmp_path):
+    write_idx_folder(tmp_path, np.random.default_rng(9), n_train=20, n_test=5)
+    train, official = load_dataset(tmp_path), load_test_set(tmp_path)
+    parts = split(train, np.random.default_rng(0), dev=0.25, test_set=official)
+    assert parts.test is official
+    assert (len(parts.train.y), len(parts.dev.y)) == (15, 5)
+    with pytest.raises(ValueError, match="test_set= already gives the official test set"):
+        split(train, np.random.default_rng(0), dev=5, test=5, test_set=official)
+
+
+def test_split_of_unlabeled_data():
+    ds = Dataset(X=np.zeros((10, 784), np.float32), y=None, class_names=(), source="test.csv")
+    parts = split(ds, np.random.default_rng(0), dev=2, test=3)
+    assert parts.dev.y is None and parts.test.X.shape == (3, 784)
+    with pytest.raises(ValueError, match="stratify=True needs labels"):
+        split(ds, np.random.default_rng(0), dev=2, stratify=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(dev=1.0), r"dev=1.0 as a fraction must lie strictly between 0 and 1"),
+        (dict(test=0.0), r"test=0.0 as a fraction"),
+        (dict(dev=-1), r"dev=-1 rows is outside 0..10"),
+        (dict(dev=11), r"dev=11 rows is outside 0..10"),
+        (dict(dev=5, test=5), r"leave no training rows out of 10"),
+        (dict(dev="5"), r"dev must be a row count \(int\) or a fraction"),
+        (dict(test=True), r"test must be a row count"),
+    ],
+)
+def test_split_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        split(indexed_dataset(range(10)), np.random.default_rng(0), **kwargs)
