@@ -528,7 +528,7 @@ def _download(url: str, target: Path, sha256: str, progress: bool, timeout: floa
     """Download url to target atomically; None on success, else what went wrong (str)."""
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
     try:
-        digest = hashlib.sha256()
+        digest, received = hashlib.sha256(), 0
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
@@ -540,6 +540,9 @@ def _download(url: str, target: Path, sha256: str, progress: bool, timeout: floa
                     out.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
+                    received += len(chunk)
+        if total is not None and received != total:
+            return f"connection closed after {received} of {total} bytes"
         if digest.hexdigest() != sha256:
             return f"SHA-256 {digest.hexdigest()} does not match the published {sha256}"
         os.replace(temporary, target)
