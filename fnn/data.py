@@ -36,6 +36,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import re
 import sys
@@ -165,12 +166,15 @@ def load_dataset(
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if isinstance(source, str) and source == "sample":
+        _check_no_layout(source, layout)
         return _load_sample()
     if isinstance(source, str) and source in NAMED:
+        _check_no_layout(source, layout)
         return _load_named(source, "train", data_dir, mirrors, progress)
     path = _existing_path(source)
     if path.is_dir():
-        return _load_idx_pair(path, "train", DIGIT_NAMES, str(path))
+        _check_no_layout(source, layout)
+        return _load_idx_pair(path, "train")
     return read_csv(path, layout=layout)
 
 
@@ -192,8 +196,13 @@ def load_test_set(
         return _load_named(source, "test", data_dir, mirrors, progress)
     path = _existing_path(source)
     if path.is_dir():
-        return _load_idx_pair(path, "test", DIGIT_NAMES, str(path))
+        return _load_idx_pair(path, "test")
     return None
+
+
+def _check_no_layout(source, layout: str) -> None:
+    if layout != "kaggle":
+        raise ValueError(f"layout={layout!r} applies to CSV files only, not to source {str(source)!r}")
 
 
 def _existing_path(source: str | os.PathLike) -> Path:
@@ -398,14 +407,15 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or raw[3] == 0:
         raise DataError(
             f"{path}: not an IDX file of unsigned bytes; expected a magic number "
-            f"0x000008NN (NN = number of dimensions), got 0x{raw[:4].hex() or 'empty'}"
+            f"0x000008NN (NN = number of dimensions), got "
+            f"{'0x' + raw[:4].hex() if raw else 'an empty file'}"
         )
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{path}: IDX header needs {header} bytes, file has {len(raw)}")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    size = int(np.prod(shape, dtype=np.int64))
+    size = math.prod(shape)
     if len(raw) - header != size:
         raise DataError(
             f"{path}: IDX header says shape {shape}, i.e. {size} bytes of data, but "
@@ -419,14 +429,14 @@ def _idx_path(folder: Path, stem: str) -> Path | None:
     return found[0] if found else None
 
 
-def _load_idx_pair(folder: Path, part: str, class_names, source: str) -> Dataset:
+def _load_idx_pair(folder: Path, part: str) -> Dataset:
     """The images and labels of `part` ("train" or "test") from a folder of IDX files."""
     stems = IDX_FILES[part]
     paths = [_idx_path(folder, stem) for stem in stems]
     if None in paths:
         wanted = " and ".join(f"{s}.gz (or {s})" for s in stems)
         raise DataError(f"{folder}: no {part} files; expected {wanted} in that folder")
-    return read_idx_pair(paths[0], paths[1], class_names, source)
+    return read_idx_pair(paths[0], paths[1], DIGIT_NAMES, f"{folder} ({part})")
 
 
 def read_idx_pair(images_path, labels_path, class_names=DIGIT_NAMES, source=None) -> Dataset:
@@ -442,7 +452,9 @@ def read_idx_pair(images_path, labels_path, class_names=DIGIT_NAMES, source=None
         )
     if (labels > 9).any():
         at = int(np.argmax(labels > 9))
-        raise DataError(f"{labels_path}: label {at} is {labels[at]}; expected 0..9")
+        raise DataError(
+            f"{labels_path}: label number {at + 1} (of {len(labels)}) is {labels[at]}; expected 0..9"
+        )
     pixels = images.reshape(len(images), N_PIXELS)
     return _dataset(pixels, labels.astype(np.int64), class_names, source or str(images_path))
 
@@ -456,6 +468,8 @@ def default_data_dir() -> Path:
 
 
 def _load_named(name, part, data_dir, mirrors, progress) -> Dataset:
+    """`part` of a named dataset: from the cache if its files match their published sums,
+    else from a system directory (Debian's Fashion-MNIST), else downloaded into the cache."""
     spec = NAMED[name]
     folder = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     folder = folder / spec.folder
@@ -464,8 +478,8 @@ def _load_named(name, part, data_dir, mirrors, progress) -> Dataset:
     if found is not None and not all(_is_cached(spec, folder / f) for f in filenames):
         return read_idx_pair(*found, spec.class_names, f"{name} {part} ({found[0].parent})")
     paths = [
-        _fetch(spec, folder, stem + ".gz", mirrors or spec.mirrors, progress)
-        for stem in IDX_FILES[part]
+        _fetch(spec, folder, filename, spec.mirrors if mirrors is None else mirrors, progress)
+        for filename in filenames
     ]
     return read_idx_pair(*paths, spec.class_names, f"{name} {part} ({folder})")
 

@@ -232,6 +232,8 @@ def test_bad_sources_and_layouts(tmp_path):
         load_dataset(tmp_path / "notes.txt")
     with pytest.raises(ValueError, match="layout must be one of"):
         load_dataset("sample", layout="label-first")
+    with pytest.raises(ValueError, match="layout='label-last' applies to CSV files only"):
+        load_dataset("sample", layout="label-last")
 
 
 # ---------------------------------------------------------------- IDX
@@ -267,6 +269,12 @@ def test_idx_wrong_magic(tmp_path):
         read_idx(path)
 
 
+def test_idx_empty_file(tmp_path):
+    (tmp_path / "labels-idx1-ubyte").write_bytes(b"")
+    with pytest.raises(DataError, match="labels-idx1-ubyte: not an IDX file.*got an empty file"):
+        read_idx(tmp_path / "labels-idx1-ubyte")
+
+
 @pytest.mark.parametrize("delta", [-1, 1])
 def test_idx_size_mismatch(tmp_path, delta):
     data = idx_bytes(np.zeros((3, 28, 28), np.uint8))
@@ -289,6 +297,9 @@ def test_idx_folder_problems(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(3, np.uint8))))
     with pytest.raises(DataError, match="3 labels for the 4 images"):
         load_test_set(tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(idx_bytes(np.array([1, 2, 12, 0, 0, 0], np.uint8)))
+    with pytest.raises(DataError, match=r"label number 3 \(of 6\) is 12; expected 0..9"):
+        load_dataset(tmp_path)
     (tmp_path / "train-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match="no train files; expected train-images-idx3-ubyte.gz"):
         load_dataset(tmp_path)
