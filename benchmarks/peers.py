@@ -1,0 +1,55 @@
+"""The same network in PyTorch: the equivalence oracle and the side-by-side's peer.
+
+fnn keeps samples in rows and W_l: (n_in, n_out), so Z = A W + b; torch.nn.Linear keeps
+weight: (n_out, n_in) and computes Z = A weightᵀ + bias. Copying Wᵀ into `weight` gives the
+same function, and torch's `weight.grad` is then dJ/dWᵀ, i.e. fnn's dW transposed.
+
+torch is an optional peer (the `bench` extra): it is imported inside the functions, so this
+module (which asv imports while discovering benchmarks) loads without it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import fnn
+
+
+def torch_mlp(params: fnn.MLP):
+    """torch.nn.Sequential(Linear, ReLU, ..., Linear) computing exactly fnn.forward(params, ·),
+    in the params' dtype, holding copies of the weights (W_l transposed into weight)."""
+    import torch
+
+    layers = []
+    for l, layer in enumerate(params.layers):
+        n_in, n_out = layer.W.shape
+        linear = torch.nn.Linear(n_in, n_out, dtype=torch.from_numpy(layer.W).dtype)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(layer.W.T)))
+            linear.bias.copy_(torch.from_numpy(layer.b))
+        layers.append(linear)
+        if l < len(params.layers) - 1:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def torch_loss(model, X, y, l2: float):
+    """fnn's objective in torch: mean cross-entropy + (l2 / (2m)) Σ ||weight||², biases excluded.
+    X: (m, n_0) tensor, y: (m,) int64 tensor -> scalar tensor."""
+    import torch
+
+    penalty = sum(m.weight.square().sum() for m in model if isinstance(m, torch.nn.Linear))
+    return torch.nn.functional.cross_entropy(model(X), y) + l2 / (2 * X.shape[0]) * penalty
+
+
+def torch_value_and_grads(params: fnn.MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0) -> tuple[float, fnn.MLP]:
+    """(J, dJ/dparams) by torch autograd, returned in fnn's layout (dW: (n_in, n_out))."""
+    import torch
+
+    model = torch_mlp(params)
+    value = torch_loss(model, torch.from_numpy(X), torch.from_numpy(y), l2)
+    value.backward()
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    return value.item(), fnn.MLP(
+        tuple(fnn.Dense(W=m.weight.grad.numpy().T.copy(), b=m.bias.grad.numpy().copy()) for m in linears)
+    )

@@ -1,0 +1,80 @@
+"""The benchmarks can't rot: every asv class sets up and runs once on tiny sizes, the plain
+runner prints its table, and the BLAS-floor bookkeeping counts the right products."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import __main__ as runner
+from benchmarks import common
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """Small data sets and one-call timings, so every benchmark runs in milliseconds."""
+    monkeypatch.setattr(common, "N_TRAIN", 300)
+    monkeypatch.setattr(common, "N_TEST", 200)
+    monkeypatch.setattr(common, "median_seconds", lambda fn, **_: (fn(), 1e-3)[1])
+
+
+def smallest_point(cls) -> tuple:
+    return runner.grid(cls)[0]
+
+
+@pytest.mark.parametrize("cls", list(runner.benchmark_classes()), ids=lambda c: f"{c.__module__}.{c.__name__}")
+def test_every_benchmark_sets_up_and_runs_once(cls, tiny):
+    point = smallest_point(cls)
+    bench = cls()
+    bench.setup(*point)
+    methods = [m for m in dir(cls) if m.startswith(("time_", "peakmem_", "track_"))]
+    assert methods, f"{cls.__name__} has no asv benchmark methods"
+    for name in methods:
+        result = getattr(bench, name)(*point)
+        if name.startswith("track_"):
+            assert np.isfinite(result) and result > 0, f"{cls.__name__}.{name} tracked {result}"
+    assert "params" not in vars(bench), "asv owns the name `params`: don't set it on the instance"
+
+
+def test_runner_prints_a_row_per_benchmark_and_grid_point(tiny, capsys):
+    assert runner.main(["-k", "StepProducts", "--quick"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("StepProducts.time_step_products")]
+    assert len(rows) == len(runner.grid(runner_class("StepProducts")))
+    assert "BLAS" in out.splitlines()[0]
+
+
+def runner_class(name: str) -> type:
+    (cls,) = [c for c in runner.benchmark_classes() if c.__name__ == name]
+    return cls
+
+
+def test_step_products_are_the_five_of_a_one_hidden_layer_step():
+    products = common.step_products(128, (784, 128, 10))
+    assert [p.name for p in products] == ["X@W1", "A1@W2", "A1.T@dZ2", "dZ2@W2.T", "X.T@dZ1"]
+    # 2·m·n_in·n_out per product: twice per layer (forward, dW), plus dA for every layer but the first
+    assert common.step_flops(128, (784, 128, 10)) == 2 * 128 * (2 * 784 * 128 + 3 * 128 * 10)
+    assert common.forward_flops(10, (784, 128, 10)) == 2 * 10 * (784 * 128 + 128 * 10)
+
+
+def test_product_operands_have_the_products_shapes():
+    for p in common.step_products(7, (5, 4, 3, 2)):
+        (a, b, out), = common.product_operands((p,), "float64")
+        assert a.shape[1] == b.shape[0] and out.shape == (a.shape[0], b.shape[1])
+        assert 2 * a.shape[0] * a.shape[1] * b.shape[1] == common.product_flops(p)
+        assert a.dtype == b.dtype == np.float64
+
+
+@pytest.mark.parametrize("n, batch", [(60_000, 128), (256, 128), (5, 10), (1, 1)])
+def test_batch_sizes_cover_every_row_once(n, batch):
+    sizes = common.batch_sizes(n, batch)
+    assert sum(sizes) == n and all(0 < s <= batch for s in sizes) and len(sizes) == -(-n // batch)
+
+
+def test_cached_inputs_are_read_only_and_reproducible():
+    X, y = common.synthetic_data(50)
+    assert X.shape == (50, 784) and X.dtype == np.float32 and y.dtype == np.int64
+    assert not X.flags.writeable and not y.flags.writeable
+    assert 0 <= X.min() and X.max() < 1 and 0 <= y.min() and y.max() < 10
+    common.synthetic_data.cache_clear()
+    np.testing.assert_array_equal(common.synthetic_data(50)[0], X)

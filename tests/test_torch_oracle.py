@@ -1,0 +1,79 @@
+"""The equivalence oracle: fnn's loss and gradients equal PyTorch autograd's, from the same
+weights and batch, to 1e-6 in float64 (and to float32 rounding in float32).
+
+PyTorch is an optional peer (`pip install .[bench]`): without it this module is skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fnn
+
+torch = pytest.importorskip("torch")
+
+from benchmarks.peers import torch_mlp, torch_value_and_grads  # noqa: E402
+
+
+def network_and_batch(seed: int, sizes: tuple[int, ...], m: int, dtype=np.float64):
+    """He weights plus N(0, 0.1²) biases (so every bias gradient differs), X ~ N(0, 1), y uniform."""
+    rng = np.random.default_rng(seed)
+    net = fnn.init(rng, sizes, dtype=dtype)
+    net = fnn.MLP(tuple(fnn.Dense(layer.W, (0.1 * rng.standard_normal(layer.b.shape)).astype(dtype))
+                        for layer in net.layers))
+    X = rng.standard_normal((m, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], size=m)
+    return net, X, y
+
+
+def assert_match(fnn_result, torch_result, tol):
+    (v1, g1), (v2, g2) = fnn_result, torch_result
+    assert abs(v1 - v2) <= tol * max(1.0, abs(v2))
+    for l, (a, b) in enumerate(zip(g1.layers, g2.layers), start=1):
+        assert a.W.shape == b.W.shape and a.b.shape == b.b.shape
+        scale = max(1.0, float(np.abs(b.W).max()), float(np.abs(b.b).max()))
+        assert np.abs(a.W - b.W).max() <= tol * scale, f"dW{l}"
+        assert np.abs(a.b - b.b).max() <= tol * scale, f"db{l}"
+
+
+@pytest.mark.parametrize(
+    "sizes, m, l2",
+    [
+        ((784, 128, 10), 64, 0.0),  # the default network
+        ((784, 128, 10), 64, 0.5),
+        ((20, 16, 8, 5), 7, 1.0),  # two hidden layers
+        ((6, 3), 5, 0.1),  # no hidden layer: multinomial logistic regression
+    ],
+)
+def test_float64_loss_and_grads_match_torch_autograd(sizes, m, l2):
+    net, X, y = network_and_batch(0, sizes, m)
+    assert_match(fnn.value_and_grads(net, X, y, l2), torch_value_and_grads(net, X, y, l2), tol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    sizes=st.lists(st.integers(1, 12), min_size=2, max_size=4).map(tuple),
+    m=st.integers(1, 9),
+    l2=st.sampled_from([0.0, 0.3, 2.0]),
+)
+def test_float64_agreement_on_random_architectures(seed, sizes, m, l2):
+    net, X, y = network_and_batch(seed, sizes, m)
+    assert_match(fnn.value_and_grads(net, X, y, l2), torch_value_and_grads(net, X, y, l2), tol=1e-6)
+
+
+def test_float32_agrees_to_float32_rounding():
+    net, X, y = network_and_batch(1, (784, 128, 10), 128, dtype=np.float32)
+    value, g = fnn.value_and_grads(net, X, y, 0.1)
+    assert all(leaf.dtype == np.float32 for leaf in fnn.tree_leaves(g))
+    assert_match((value, g), torch_value_and_grads(net, X, y, 0.1), tol=1e-4)
+
+
+def test_logits_match_torch_forward():
+    net, X, _ = network_and_batch(2, (30, 17, 4), 11)
+    with torch.no_grad():
+        expected = torch_mlp(net)(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(fnn.forward(net, X), expected, rtol=1e-12, atol=1e-12)
