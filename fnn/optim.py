@@ -1,0 +1,244 @@
+"""Optimizers as pairs of pure functions, in optax's shape.
+
+An `Optimizer` is `init(params) -> opt_state` and `update(grads, opt_state, params) ->
+(updates, opt_state)`. Updates are *added* to the parameters by `apply_updates`, so a descent
+step carries its own minus sign. The state is a pytree of records holding trees shaped like the
+params (velocity, Adam moments) plus its own step count; nothing is mutated, every call returns
+new arrays.
+
+Each rule is written for one array and lifted to the whole tree with `tree_map`. Bigger
+optimizers are chains of small transforms, applied left to right:
+
+    gd(lr)             = scale_by_lr(lr)                         u = -lr_t g
+    sgd(lr, momentum)  = chain(trace(momentum), scale_by_lr(lr))  v = μ v + g,  u = -lr_t v
+    adam(lr, ...)      = chain(scale_by_adam(...), scale_by_lr(lr))
+
+`lr` may be a float or a schedule, a function `t -> lr_t` of the number t = 0, 1, 2, ... of
+updates already applied. Scalars are Python floats, so under NumPy 2's promotion rules (NEP 50)
+`0.9 * W` stays in W's dtype (float32 by default): no float64 temporaries in the training loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import numpy as np
+
+from fnn.tree import tree_map
+
+Schedule = Callable[[int], float]
+"""A learning-rate schedule: t (updates already applied, from 0) -> lr_t, a Python float."""
+
+
+@attrs.frozen
+class Optimizer:
+    """A gradient transformation: two pure functions over pytrees.
+
+    init(params) -> opt_state
+    update(grads, opt_state, params) -> (updates, opt_state); updates has the params' structure
+    schedule: t -> lr_t, the learning rate the t-th update uses (t from 0), for reporting only;
+        None for transforms without a learning rate (`trace`, `scale_by_adam`).
+    """
+
+    init: Callable[[Any], Any]
+    update: Callable[[Any, Any, Any], tuple[Any, Any]]
+    schedule: Schedule | None = None
+
+
+@attrs.frozen
+class CountState:
+    """The state of `scale_by_lr`: how many updates it has scaled so far."""
+
+    count: int
+
+
+@attrs.frozen(eq=False)
+class TraceState:
+    """The state of `trace`: the velocity v, a tree shaped like the params."""
+
+    velocity: Any
+
+
+@attrs.frozen(eq=False)
+class AdamState:
+    """The state of `scale_by_adam`: step count t and the moment estimates m, v (param-shaped)."""
+
+    count: int
+    mu: Any
+    nu: Any
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def _check_positive(name: str, value) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def _check_fraction(name: str, value) -> float:
+    value = float(value)
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return value
+
+
+def _check_steps(name: str, value) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int (a number of updates), got {value!r}")
+    return int(value)
+
+
+def constant(lr: float) -> Schedule:
+    """lr_t = lr for every t."""
+    lr = _check_positive("lr", lr)
+    return lambda t: lr
+
+
+def step_decay(lr: float, every: int, factor: float = 0.1) -> Schedule:
+    """lr_t = lr · factor^⌊t / every⌋: the rate drops by `factor` after each `every` updates."""
+    lr = _check_positive("lr", lr)
+    every = _check_steps("every", every)
+    factor = _check_positive("factor", factor)
+    return lambda t: lr * factor ** (t // every)
+
+
+def cosine(lr: float, total: int, final: float = 0.0) -> Schedule:
+    """lr_t = final + (lr - final) · (1 + cos(π · min(t, total) / total)) / 2.
+
+    Starts at lr, follows half a cosine down to `final` at t = total, and stays there.
+    """
+    lr = _check_positive("lr", lr)
+    total = _check_steps("total", total)
+    final = float(final)
+    if not 0 <= final <= lr:
+        raise ValueError(f"final must be in [0, lr={lr}], got {final}")
+    return lambda t: final + (lr - final) * (1 + math.cos(math.pi * min(t, total) / total)) / 2
+
+
+def as_schedule(lr: float | Schedule) -> Schedule:
+    """A schedule from a float (`constant(lr)`) or a schedule itself (its values made Python floats)."""
+    if callable(lr):
+        return lambda t: float(lr(t))
+    return constant(lr)
+
+
+# ---------------------------------------------------------------- transforms
+
+
+def scale_by_lr(lr: float | Schedule) -> Optimizer:
+    """u = -lr_t · g, with t the count of updates this transform has made. The descent step."""
+    schedule = as_schedule(lr)
+
+    def init(params):
+        return CountState(count=0)
+
+    def update(grads, state, params=None):
+        step_size = -schedule(state.count)
+        return tree_map(lambda g: step_size * g, grads), CountState(count=state.count + 1)
+
+    return Optimizer(init, update, schedule)
+
+
+def trace(momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
+    """Heavy-ball velocity: v_t = μ v_{t-1} + g_t (v_0 = 0), and u = v_t.
+
+    With nesterov=True, u = g_t + μ v_t: the gradient plus the velocity's next step, the usual
+    way of writing Nesterov's look-ahead without evaluating the gradient twice.
+    """
+    momentum = _check_fraction("momentum", momentum)
+
+    def init(params):
+        return TraceState(velocity=tree_map(np.zeros_like, params))
+
+    def velocity(g, v):
+        v_new = momentum * v  # a new array, so adding in place touches only our own memory
+        v_new += g
+        return v_new
+
+    def update(grads, state, params=None):
+        v = tree_map(velocity, grads, state.velocity)
+        updates = tree_map(lambda g, v_new: g + momentum * v_new, grads, v) if nesterov else v
+        return updates, TraceState(velocity=v)
+
+    return Optimizer(init, update)
+
+
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
+    """Adam's direction (Kingma & Ba 2015), before the learning rate:
+
+        m_t = b1 m_{t-1} + (1 - b1) g          v_t = b2 v_{t-1} + (1 - b2) g²
+        u   = m̂ / (sqrt(v̂) + eps)              m̂ = m_t / (1 - b1^t),  v̂ = v_t / (1 - b2^t)
+
+    t counts from 1 at the first update; the bias corrections undo the zero start of m and v.
+    """
+    b1, b2 = _check_fraction("b1", b1), _check_fraction("b2", b2)
+    eps = _check_positive("eps", eps)
+
+    def init(params):
+        return AdamState(count=0, mu=tree_map(np.zeros_like, params), nu=tree_map(np.zeros_like, params))
+
+    def update(grads, state, params=None):
+        t = state.count + 1
+        mu = tree_map(lambda g, m: b1 * m + (1 - b1) * g, grads, state.mu)
+        nu = tree_map(lambda g, v: b2 * v + (1 - b2) * (g * g), grads, state.nu)
+        c1, c2 = 1 / (1 - b1**t), 1 / (1 - b2**t)  # Python floats: no float64 upcast
+        updates = tree_map(lambda m, v: (c1 * m) / (np.sqrt(c2 * v) + eps), mu, nu)
+        return updates, AdamState(count=t, mu=mu, nu=nu)
+
+    return Optimizer(init, update)
+
+
+def chain(*transforms: Optimizer) -> Optimizer:
+    """Apply transforms left to right, each to the previous one's updates; state is a tuple.
+
+    The chain's `schedule` is the first one found among its transforms.
+    """
+    if not transforms or not all(isinstance(t, Optimizer) for t in transforms):
+        raise TypeError(f"chain needs one or more Optimizer transforms, got {transforms!r}")
+
+    def init(params):
+        return tuple(t.init(params) for t in transforms)
+
+    def update(grads, state, params=None):
+        new_state = []
+        for transform, inner in zip(transforms, state):
+            grads, inner = transform.update(grads, inner, params)
+            new_state.append(inner)
+        return grads, tuple(new_state)
+
+    schedule = next((t.schedule for t in transforms if t.schedule is not None), None)
+    return Optimizer(init, update, schedule)
+
+
+# ---------------------------------------------------------------- the optimizers
+
+
+def gd(lr: float | Schedule) -> Optimizer:
+    """Plain gradient descent, the seed notebook's rule: θ := θ - lr_t · g."""
+    return scale_by_lr(lr)
+
+
+def sgd(lr: float | Schedule, momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
+    """SGD with heavy-ball (or Nesterov) momentum: v := μ v + g, θ := θ - lr_t · v.
+
+    momentum=0 is plain `gd`. This is PyTorch's `torch.optim.SGD` rule (dampening 0).
+    """
+    if float(momentum) == 0:
+        return gd(lr)
+    return chain(trace(momentum, nesterov), scale_by_lr(lr))
+
+
+def adam(lr: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
+    """Adam: θ := θ - lr_t · m̂ / (sqrt(v̂) + eps), see `scale_by_adam`."""
+    return chain(scale_by_adam(b1, b2, eps), scale_by_lr(lr))
+
+
+def apply_updates(params, updates):
+    """θ + u leaf by leaf, cast back to each parameter's dtype. Returns new arrays."""
+    return tree_map(lambda p, u: (p + u).astype(p.dtype, copy=False), params, updates)
