@@ -249,7 +249,7 @@ def read_csv(path: str | os.PathLike, *, layout: str = "kaggle") -> Dataset:
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     first = _first_line(path)
-    fields = [f.strip() for f in first.split(",")]
+    fields = [f.strip().strip('"') for f in first.split(",")]
     if layout == "kaggle":
         columns = _kaggle_columns(path, fields)
         header_lines = 1
@@ -262,11 +262,9 @@ def read_csv(path: str | os.PathLike, *, layout: str = "kaggle") -> Dataset:
         columns = tuple(f"pixel{j}" for j in range(N_PIXELS)) + ("label",)
         header_lines = 0
     values = _read_uint8_table(path, columns, header_lines)
-    labeled = "label" in columns
-    label_at = columns.index("label") if labeled else None
-    if labeled:
-        pixels = np.delete(values, label_at, axis=1)
-        y = values[:, label_at].astype(np.int64)
+    if "label" in columns:
+        at = columns.index("label")
+        pixels, y = np.delete(values, at, axis=1), values[:, at].astype(np.int64)
     else:
         pixels, y = values, None
     return _dataset(pixels, y, DIGIT_NAMES, str(path))
@@ -332,7 +330,10 @@ def _read_uint8_table(path: Path, columns: tuple[str, ...], header_lines: int) -
     pandas' own type inference, to accept integer-valued cells written as floats ("255.0")
     or to find the first cell (in file order) that is not an integer in range.
     """
-    options = dict(header=None, skiprows=header_lines, engine="c", skip_blank_lines=False)
+    options = dict(
+        header=None, skiprows=header_lines, engine="c", skip_blank_lines=False,
+        encoding_errors="replace",  # a stray non-UTF-8 byte becomes a non-numeric cell
+    )
     try:
         with np.errstate(invalid="ignore", over="ignore"):  # a failed cast raises below
             frame = pd.read_csv(path, dtype=np.uint8, **options)

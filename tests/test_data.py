@@ -208,6 +208,15 @@ def test_malformed_kaggle_files(tmp_path, mutate, expected):
     assert expected in str(caught.value)
 
 
+def test_non_utf8_byte_is_a_bad_cell(tmp_path):
+    pixels, labels = random_digits(np.random.default_rng(10), 2)
+    data = kaggle_text(pixels, labels).encode().replace(b"\n", b"\n\xff", 2)
+    path = tmp_path / "train.csv"
+    path.write_bytes(data.replace(b"\n\xff", b"\n", 1))
+    with pytest.raises(DataError, match=r"line 3, column 1 \('label'\): expected an integer label"):
+        load_dataset(path)
+
+
 def test_label_last_file_with_a_header_is_refused(tmp_path):
     pixels, labels = random_digits(np.random.default_rng(4), 2)
     path = write(tmp_path / "train.csv", kaggle_text(pixels, labels))
