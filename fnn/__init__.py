@@ -1,5 +1,6 @@
 """fnn: a from-scratch NumPy neural network — pure functions over frozen attrs records."""
 
+from fnn.data import DataError, Dataset, Splits, load_dataset, load_test_set, split
 from fnn.nn import (
     cross_entropy,
     forward,
