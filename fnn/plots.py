@@ -74,17 +74,21 @@ def _square_side(n_features: int, what: str) -> int:
     return side
 
 
-def _image_grid(fig: Figure, n: int, max_cols: int) -> list:
-    """n axes in a near-square grid (extra cells hidden), ticks off, pixels square."""
+def _image_grid(n: int, cell: tuple[float, float], max_cols: int = 8) -> tuple[Figure, list]:
+    """A figure of n image axes in a near-square grid, each cell (width, height) inches.
+
+    Ticks are off; unused cells of the last row are hidden.
+    """
     cols = min(max_cols, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / cols)
+    fig = Figure(figsize=(cell[0] * cols, cell[1] * rows + 0.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in axes[n:]:
         ax.set_visible(False)
-    return list(axes[:n])
+    return fig, list(axes[:n])
 
 
 # ---------------------------------------------------------------- training curves
@@ -277,9 +281,8 @@ def sample_predictions(
     side = _square_side(X.shape[1], "X")
     names = [str(name) for name in class_names]
     n = min(n, X.shape[0])
-    cols = min(8, math.ceil(math.sqrt(n)))
-    fig = Figure(figsize=(1.5 * cols, 1.75 * math.ceil(n / cols) + 0.4), layout="constrained")
-    for i, ax in enumerate(_image_grid(fig, n, max_cols=8)):
+    fig, axes = _image_grid(n, cell=(1.5, 1.75))
+    for i, ax in enumerate(axes):
         ax.imshow(X[i].reshape(side, side), cmap="gray", vmin=0, vmax=1)
         predicted = names[y_pred[i]]
         if y_true is None:
@@ -309,9 +312,8 @@ def first_layer_weights(params: MLP, n: int = 64) -> Figure:
     side = _square_side(W.shape[0], "W1")
     n = min(n, W.shape[1])
     units = np.argsort(-np.linalg.norm(W, axis=0), kind="stable")[:n]
-    cols = min(8, math.ceil(math.sqrt(n)))
-    fig = Figure(figsize=(1.3 * cols, 1.45 * math.ceil(n / cols) + 0.4), layout="constrained")
-    for unit, ax in zip(units, _image_grid(fig, n, max_cols=8)):
+    fig, axes = _image_grid(n, cell=(1.3, 1.45))
+    for unit, ax in zip(units, axes):
         w = W[:, unit].reshape(side, side)
         limit = float(np.abs(w).max()) or 1.0
         ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit)
@@ -358,7 +360,7 @@ def tuning_heatmap(results: pd.DataFrame) -> Figure:
     r, c = np.unravel_index(np.nanargmax(grid), grid.shape)
     ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor=WRONG, linewidth=2.5))
     ax.set_xticks(range(len(l2s)), [f"{l2:g}" for l2 in l2s])
-    ax.set_yticks(range(len(hiddens)), [str(h) for h in hiddens])
+    ax.set_yticks(range(len(hiddens)), [", ".join(map(str, h)) if isinstance(h, (tuple, list)) else str(h) for h in hiddens])
     ax.set_xlabel("l2 (weight decay)")
     ax.set_ylabel("hidden units")
     ax.set_title("Dev accuracy" + (" (best over lr)" if several_lr else "") + "; best boxed")
