@@ -53,11 +53,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` atomically.
 
     Usage: `with atomic_path("out/model.npz") as tmp: np.savez(tmp, ...)`.
-    The temporary name keeps `path`'s suffixes (`.hidden.<random>.model.npz`), so writers that
-    pick a format from the extension (numpy, matplotlib, pandas compression) behave as for
-    `path`. After the block: fsync the file, `os.replace` it onto `path`, fsync the directory.
-    On any exception, KeyboardInterrupt included, the temporary file is removed and `path`
-    is left as it was. The parent directory must exist.
+    The temporary file is hidden and ends with `path`'s name (`.<random hex>.model.npz`), so
+    writers that pick a format from the extension (numpy, matplotlib, pandas compression)
+    behave as for `path`. After the block: fsync the file, `os.replace` it onto `path`, fsync
+    the directory. On any exception, KeyboardInterrupt included, the temporary file is removed
+    and `path` is left as it was. The parent directory must exist.
     """
     path = Path(path)
     parent = path.parent
@@ -121,7 +121,7 @@ def _check_params(params: MLP) -> tuple[tuple[int, ...], np.dtype]:
     """Layer sizes and the common dtype of a savable MLP, or ValueError/TypeError saying why not."""
     if not isinstance(params, MLP) or not params.layers or not all(isinstance(x, Dense) for x in params.layers):
         raise TypeError(f"params must be an fnn.MLP of Dense layers, got {type(params).__name__}")
-    dtype = params.layers[0].W.dtype
+    dtype = getattr(params.layers[0].W, "dtype", None)
     sizes: list[int] = []
     for l, layer in enumerate(params.layers, start=1):
         for name, array, ndim in ((f"W{l}", layer.W, 2), (f"b{l}", layer.b, 1)):

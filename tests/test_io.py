@@ -103,6 +103,10 @@ def test_save_rejects_non_finite_or_mixed_params(tmp_path, params):
     mixed = MLP(layers=(Dense(W=params.layers[0].W.astype(np.float64), b=params.layers[0].b),) + params.layers[1:])
     with pytest.raises(TypeError, match="b1 has dtype float32"):
         save_model(tmp_path / "m.npz", mixed)
+    with pytest.raises(TypeError, match="params must be an fnn.MLP"):
+        save_model(tmp_path / "m.npz", [(params.layers[0].W, params.layers[0].b)])
+    with pytest.raises(ValueError, match="W1 must be a 2-D numpy array"):
+        save_model(tmp_path / "m.npz", MLP(layers=(Dense(W=[[1.0]], b=np.zeros(1)),)))
     assert list(tmp_path.iterdir()) == []
 
 
