@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fnn.nn import loss, value_and_grads
-from fnn.params import MLP, Dense, init
+from fnn.params import MLP, Dense, init, layer_sizes
 from fnn.tree import tree_leaves, tree_map
 
 # A batch is "clear of the kinks" when every hidden |Z| exceeds this; a step of ε = 1e-6 moves
@@ -135,6 +135,7 @@ def check_grads(
             Dense(W=layer.W, b=0.1 * rng.standard_normal(layer.b.shape)) for layer in net.layers
         )
     )
+    sizes = layer_sizes(net)
     n_in, k = sizes[0], sizes[-1]
     for _ in range(100):
         X = rng.standard_normal((batch, n_in))
@@ -143,5 +144,5 @@ def check_grads(
             return gradient_errors(params, X, y, l2, eps)
     raise ValueError(
         f"could not draw a batch of {batch} rows clear of relu kinks (margin {KINK_MARGIN}) "
-        f"for sizes {tuple(sizes)} in 100 tries; use a smaller batch or narrower layers"
+        f"for sizes {sizes} in 100 tries; use a smaller batch or narrower layers"
     )
