@@ -77,10 +77,10 @@ def _square_side(n_features: int, what: str) -> int:
 def _image_grid(n: int, cell: tuple[float, float], max_cols: int = 8) -> tuple[Figure, list]:
     """A figure of n image axes in a near-square grid, each cell (width, height) inches.
 
-    Ticks are off; unused cells of the last row are hidden.
+    Ticks are off; unused cells are hidden (all of the single cell when n = 0).
     """
-    cols = min(max_cols, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / cols)
+    cols = max(1, min(max_cols, math.ceil(math.sqrt(n))))
+    rows = max(1, math.ceil(n / cols))
     fig = Figure(figsize=(cell[0] * cols, cell[1] * rows + 0.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax in axes:
@@ -271,10 +271,13 @@ def sample_predictions(
 
     X: (m, 784) in [0, 1] (any square image size works), y_pred: (m,) int, y_true: (m,) int
     or None for unlabelled images. Pass rows in the order to show (e.g. most confident errors).
+    With no rows (say, a model that made no mistakes) the figure only says so.
     """
     X, y_pred = np.asarray(X), np.asarray(y_pred)
-    if X.ndim != 2 or X.shape[0] == 0:
-        raise ValueError(f"X must be a non-empty (m, 784) array of images in rows, got shape {X.shape}")
+    if X.ndim != 2:
+        raise ValueError(f"X must be an (m, 784) array of images in rows, got shape {X.shape}")
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be an int >= 0, got {n!r}")
     if y_pred.shape != (X.shape[0],) or (y_true is not None and np.shape(y_true) != (X.shape[0],)):
         raise ValueError(f"y_pred and y_true must have shape ({X.shape[0]},) to match X, got "
                          f"{y_pred.shape} and {None if y_true is None else np.shape(y_true)}")
@@ -294,7 +297,9 @@ def sample_predictions(
             for spine in ax.spines.values():
                 spine.set_color(WRONG)
                 spine.set_linewidth(2)
-    if y_true is None:
+    if n == 0:
+        fig.suptitle("No images to show")
+    elif y_true is None:
         fig.suptitle(f"Predictions for {n} images")
     else:
         wrong = int(np.sum(np.asarray(y_true)[:n] != y_pred[:n]))

@@ -149,6 +149,12 @@ def test_sample_predictions_marks_mistakes_in_red(tmp_path):
     assert [ax.get_title() for ax in unlabelled.axes if ax.get_visible()] == ["pred 0", "pred 2", "pred 2", "pred 3"]
 
 
+def test_sample_predictions_of_no_images(tmp_path):
+    fig = plots.sample_predictions(np.zeros((0, 784)), np.zeros(0, int), np.zeros(0, int), ["a"])
+    assert fig.get_suptitle() == "No images to show"
+    assert plots.save_figure(fig, tmp_path / "none.png").read_bytes().startswith(PNG_MAGIC)
+
+
 def test_sample_predictions_checks_shapes():
     with pytest.raises(ValueError, match="not a square image"):
         plots.sample_predictions(np.zeros((3, 780)), None, np.zeros(3, int), ["a"])
