@@ -1,6 +1,8 @@
 """fnn: a from-scratch NumPy neural network — pure functions over frozen attrs records."""
 
 from fnn.data import DataError, Dataset, Splits, load_dataset, load_test_set, split
+from fnn.images import load_digit_image
+from fnn.io import ModelFileError, atomic_path, load_model, save_model
 from fnn.nn import (
     cross_entropy,
     forward,
