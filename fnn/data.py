@@ -40,7 +40,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -50,6 +49,8 @@ import attrs
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
+
+from fnn.io import atomic_path
 
 N_PIXELS = 784
 IMAGE_SHAPE = (28, 28)
@@ -539,14 +540,22 @@ def _fetch(spec: _Named, folder: Path, filename: str, mirrors, progress: bool) -
     )
 
 
+class _DownloadProblem(Exception):
+    """A download that arrived but cannot be kept (short, or the wrong checksum)."""
+
+
 def _download(url: str, target: Path, sha256: str, progress: bool, timeout: float = 60.0):
-    """Download url to target atomically; None on success, else what went wrong (str)."""
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
+    """Download url to target atomically; None on success, else what went wrong (str).
+
+    The bytes go to a temporary file beside `target` (`fnn.io.atomic_path`), which replaces
+    `target` only once the length and the SHA-256 check out; otherwise it is removed.
+    """
     try:
-        digest, received = hashlib.sha256(), 0
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with atomic_path(target) as temporary, open(temporary, "wb") as out, \
+                urllib.request.urlopen(url, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            digest, received = hashlib.sha256(), 0
             with tqdm(
                 total=total, unit="B", unit_scale=True, desc=target.name,
                 disable=not progress, file=sys.stderr,
@@ -556,17 +565,17 @@ def _download(url: str, target: Path, sha256: str, progress: bool, timeout: floa
                     digest.update(chunk)
                     bar.update(len(chunk))
                     received += len(chunk)
-        if total is not None and received != total:
-            return f"connection closed after {received} of {total} bytes"
-        if digest.hexdigest() != sha256:
-            return f"SHA-256 {digest.hexdigest()} does not match the published {sha256}"
-        os.replace(temporary, target)
+            if total is not None and received != total:
+                raise _DownloadProblem(f"connection closed after {received} of {total} bytes")
+            if digest.hexdigest() != sha256:
+                raise _DownloadProblem(
+                    f"SHA-256 {digest.hexdigest()} does not match the published {sha256}"
+                )
         return None
+    except _DownloadProblem as problem:
+        return str(problem)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         return f"{type(error).__name__}: {error}"
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 # ---------------------------------------------------------------- splits
