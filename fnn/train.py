@@ -268,8 +268,8 @@ def _record(out: _StepOutput, optimizer, train_eval, dev, chunk: int, seconds: f
         "seconds": seconds,
         "train_loss": train_scan.ce_sum / train_scan.rows,
         "train_acc": train_scan.correct / train_scan.rows,
-        "dev_loss": dev_scan.ce_sum / dev_scan.rows if dev_scan else math.nan,
-        "dev_acc": dev_scan.correct / dev_scan.rows if dev_scan else math.nan,
+        "dev_loss": dev_scan.ce_sum / dev_scan.rows if dev_scan is not None else math.nan,
+        "dev_acc": dev_scan.correct / dev_scan.rows if dev_scan is not None else math.nan,
         **{f"grad_norm_{l + 1}": global_norm(out.grads.layers[l]) for l in layers},
         **{
             f"update_ratio_{l + 1}": global_norm(out.updates.layers[l].W) / global_norm(params.layers[l].W)

@@ -1,0 +1,130 @@
+"""Measure fnn's training targets and print them (issue 4).
+
+1. sample: the bundled 5,000 MNIST digits, split as `fnn train` splits them (stratified
+   4,000 train / 500 dev / 500 test by seed), 784-128-10 trained with the DEFAULT TrainConfig,
+   over several seeds: test accuracy of the returned (best-on-dev) params and training seconds.
+   Target: test accuracy >= 0.93 within 10 s of training.
+2. seed: the seed notebook's recipe on the same splits: full-batch gd, lr 0.1, 500
+   iterations, hidden 128, beside the defaults.
+3. fashion: Fashion-MNIST, 55,000 train / 5,000 dev carved from the 60,000 training images,
+   the official 10,000 test images kept as test. Target: test accuracy >= 0.89; and the
+   training seconds until test accuracy first reaches 0.88 (a second run that evaluates the
+   test set every `--every` updates as its monitor set; nothing is chosen from it).
+
+`seconds` are training seconds as `fit` records them (evaluations excluded); `wall` also counts
+evaluation and setup. Defaults were chosen on dev accuracy only; test accuracy is read once per
+run here. Run from the repository root:
+
+    PYTHONPATH=. python scripts/targets.py [sample] [seed] [fashion] [--seeds 5] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import attrs
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from fnn.data import load_dataset, load_test_set, split
+from fnn.train import TrainConfig, evaluate, train
+
+SEED_RECIPE = TrainConfig(
+    hidden=(128,), epochs=500, batch_size=None, optimizer="gd", lr=0.1, schedule="constant", patience=None
+)
+FASHION = TrainConfig(hidden=(256,), epochs=15, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine", patience=None)
+
+
+def sample_run(config: TrainConfig, seed: int) -> dict:
+    """One `fnn train`-style run on the bundled sample: the CLI's split and seed handling."""
+    splits = split(load_dataset("sample"), np.random.default_rng(seed), dev=0.1, test=0.1, stratify=True)
+    config = attrs.evolve(config, seed=seed)
+    start = time.perf_counter()
+    result = train(np.random.default_rng(config.seed), config, splits.train, splits.dev)
+    wall = time.perf_counter() - start
+    return {
+        "seed": seed,
+        "test_acc": evaluate(result.best_params, splits.test.X, splits.test.y)[1],
+        "dev_acc": evaluate(result.best_params, splits.dev.X, splits.dev.y)[1],
+        "seconds": float(result.history.seconds.iloc[-1]),
+        "wall": wall,
+        "epochs": int(result.history.epoch.iloc[-1]),
+        "stopped": result.stopped,
+    }
+
+
+def report_sample(name: str, config: TrainConfig, seeds: int) -> None:
+    print(f"\n{name}: {config}")
+    runs = [sample_run(config, seed) for seed in range(seeds)]
+    for run in runs:
+        print(
+            f"  seed {run['seed']}: test acc {run['test_acc']:.4f}  dev acc {run['dev_acc']:.4f}  "
+            f"{run['epochs']} epochs ({run['stopped']})  training {run['seconds']:.2f} s  wall {run['wall']:.2f} s"
+        )
+    test = np.array([r["test_acc"] for r in runs])
+    seconds = np.array([r["seconds"] for r in runs])
+    print(
+        f"  => test acc mean {test.mean():.4f} min {test.min():.4f} max {test.max():.4f} over {seeds} seeds; "
+        f"training seconds mean {seconds.mean():.2f} max {seconds.max():.2f}"
+    )
+
+
+def report_fashion(config: TrainConfig, every: int) -> None:
+    print(f"\nfashion-mnist: {config}")
+    data, official = load_dataset("fashion-mnist"), load_test_set("fashion-mnist")
+    splits = split(data, np.random.default_rng(config.seed), dev=5000, test_set=official)
+    start = time.perf_counter()
+    result = train(np.random.default_rng(config.seed), config, splits.train, splits.dev)
+    wall = time.perf_counter() - start
+    h = result.history
+    best = h.dev_acc.idxmax()
+    print(
+        f"  train {len(splits.train.X)} / dev {len(splits.dev.X)} / test {len(splits.test.X)} rows; "
+        f"best dev acc {h.dev_acc[best]:.4f} at epoch {h.epoch[best]}"
+    )
+    print(
+        f"  test acc (best-on-dev params) {evaluate(result.best_params, splits.test.X, splits.test.y)[1]:.4f}  "
+        f"final params {evaluate(result.state.params, splits.test.X, splits.test.y)[1]:.4f}  "
+        f"training {h.seconds.iloc[-1]:.1f} s  wall {wall:.1f} s"
+    )
+    watched = train(
+        np.random.default_rng(config.seed),
+        attrs.evolve(config, eval_every=every),
+        splits.train,
+        splits.test,  # monitor only: no early stopping, nothing selected
+    ).history
+    reached = watched[watched.dev_acc >= 0.88]
+    if len(reached):
+        row = reached.iloc[0]
+        print(
+            f"  time to test acc >= 0.88: {row.seconds:.1f} s of training "
+            f"(step {row.step}, epoch {row.epoch}, test acc {row.dev_acc:.4f}; checked every {every} updates)"
+        )
+    else:
+        print(f"  test acc never reached 0.88 (max {watched.dev_acc.max():.4f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("parts", nargs="*", default=["sample", "seed", "fashion"], choices=["sample", "seed", "fashion"])
+    parser.add_argument("--seeds", type=int, default=5, help="seeds for the sample runs")
+    parser.add_argument("--threads", type=int, default=None, help="BLAS threads (default: as installed)")
+    parser.add_argument("--every", type=int, default=100, help="updates between test checks (fashion)")
+    args = parser.parse_args()
+
+    with threadpool_limits(args.threads):
+        blas = [(i["internal_api"], i.get("version"), i["num_threads"]) for i in threadpool_info()]
+        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; BLAS {blas}")
+        if "sample" in args.parts:
+            report_sample("sample, default TrainConfig", TrainConfig(), args.seeds)
+        if "seed" in args.parts:
+            report_sample("sample, the seed notebook's recipe", SEED_RECIPE, args.seeds)
+        if "fashion" in args.parts:
+            report_fashion(FASHION, args.every)
+
+
+if __name__ == "__main__":
+    main()
