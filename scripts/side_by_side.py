@@ -1,0 +1,340 @@
+"""fnn vs PyTorch vs scikit-learn on Fashion-MNIST: same data, architecture, batch, optimizer.
+
+    python scripts/side_by_side.py                      # 784-128-10 and 784-512-10, 10 epochs
+    python scripts/side_by_side.py --quick              # 2 epochs on 10,000 rows, 784-128-10
+    python scripts/side_by_side.py --epochs 20 --hidden 128 --out side_by_side.md
+
+Every framework trains the same 784-H-10 ReLU network with cross-entropy, mini-batches of
+`--batch` rows gathered from one fresh permutation per epoch, SGD with momentum 0.9 (heavy ball,
+no Nesterov, no dampening) at the same constant learning rate, for the same epochs, in
+float32 on the CPU. fnn and PyTorch start from the same He-initialised weights;
+scikit-learn's MLPClassifier uses its own (Glorot) initialisation and computes its loss each
+epoch, as its `fit` always does. Each (framework, H) run is a fresh subprocess, so its peak
+memory (VmHWM, reset after the data are loaded) is its own. Timed: training only; the
+per-epoch test accuracy behind "time to target" is measured outside the timed region
+(scikit-learn reports its final accuracy only, and its seconds per epoch are its total / epochs).
+Memory: "MB after load" is the process's resident size once the data are in memory (the
+interpreter, the framework's libraries and the float32 arrays), "peak MB" the highest
+resident size during training. PyTorch and scikit-learn are optional
+(`pip install .[bench]`): a missing one is skipped with a note.
+
+Before the table: the machine, the BLAS libraries and thread counts, and the equivalence oracle
+(fnn's float64 loss and gradients vs PyTorch autograd from the same weights and batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+import fnn  # noqa: E402
+from fnn.optim import sgd  # noqa: E402
+from fnn.train import batches, evaluate, init_state, train_step  # noqa: E402
+
+FRAMEWORKS = ("fnn", "pytorch", "scikit-learn")
+MOMENTUM = 0.9
+
+
+# ---------------------------------------------------------------- one run, in its own process
+
+
+def load(n_train: int | None):
+    """Fashion-MNIST train (optionally its first n_train rows) and its official test set."""
+    train, test = fnn.load_dataset("fashion-mnist"), fnn.load_test_set("fashion-mnist")
+    if n_train is not None:
+        train = fnn.data.Dataset(train.X[:n_train], train.y[:n_train], train.class_names, train.source)
+    return train, test
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux: write 5 to /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def rss_mb() -> float:
+    """Resident memory now, in MB (Linux /proc; NaN elsewhere)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return float("nan")
+
+
+def peak_rss_mb(reset: bool) -> float:
+    """Peak resident memory in MB: VmHWM since the reset, else the whole process's ru_maxrss."""
+    if reset:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_fnn(args, train, test) -> dict:
+    """fnn's public loop: the fold of train_step over each epoch's batches, timed per epoch."""
+    import toolz
+
+    params = fnn.init(np.random.default_rng(args.seed), (784, args.hidden, 10))
+    optimizer = sgd(args.lr, momentum=MOMENTUM)
+    step = partial(train_step, optimizer=optimizer, l2=args.l2)
+    state, rng = init_state(params, optimizer), np.random.default_rng(args.seed + 1)
+    seconds, accuracy = [], []
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        state = toolz.reduce(step, batches(rng, train.X, train.y, args.batch, 1), state)
+        seconds.append(time.perf_counter() - start)
+        accuracy.append(evaluate(state.params, test.X, test.y)[1])
+    return {"epoch_seconds": seconds, "epoch_test_acc": accuracy}
+
+
+def run_pytorch(args, train, test) -> dict:
+    """A plain nn.Sequential + torch.optim.SGD loop with fnn's initial weights and batching."""
+    import torch
+
+    from benchmarks.peers import torch_loss, torch_mlp
+
+    torch.manual_seed(args.seed)
+    model = torch_mlp(fnn.init(np.random.default_rng(args.seed), (784, args.hidden, 10)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=MOMENTUM)
+    X, y = torch.from_numpy(train.X), torch.from_numpy(train.y)
+    X_test, y_test = torch.from_numpy(test.X), torch.from_numpy(test.y)
+    shuffle = torch.Generator().manual_seed(args.seed + 1)
+    seconds, accuracy = [], []
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        perm = torch.randperm(X.shape[0], generator=shuffle)
+        for s in range(0, X.shape[0], args.batch):
+            idx = perm[s : s + args.batch]
+            optimizer.zero_grad(set_to_none=True)
+            torch_loss(model, X[idx], y[idx], args.l2).backward()
+            optimizer.step()
+        seconds.append(time.perf_counter() - start)
+        with torch.no_grad():
+            accuracy.append((model(X_test).argmax(1) == y_test).double().mean().item())
+    return {"epoch_seconds": seconds, "epoch_test_acc": accuracy, "torch_threads": torch.get_num_threads()}
+
+
+def run_sklearn(args, train, test) -> dict:
+    """MLPClassifier with the same optimizer, batch and epochs; early stopping switched off."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    model = MLPClassifier(
+        hidden_layer_sizes=(args.hidden,), activation="relu", solver="sgd", alpha=args.l2,
+        batch_size=args.batch, learning_rate="constant", learning_rate_init=args.lr,
+        momentum=MOMENTUM, nesterovs_momentum=False, max_iter=args.epochs, shuffle=True,
+        random_state=args.seed, tol=0.0, n_iter_no_change=args.epochs + 1, early_stopping=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter is the point here
+        start = time.perf_counter()
+        model.fit(train.X, train.y)
+        total = time.perf_counter() - start
+    acc = float(model.score(test.X, test.y))
+    return {"epoch_seconds": [total / args.epochs] * args.epochs,
+            "epoch_test_acc": [float("nan")] * (args.epochs - 1) + [acc], "dtype": str(model.coefs_[0].dtype)}
+
+
+RUNNERS = {"fnn": run_fnn, "pytorch": run_pytorch, "scikit-learn": run_sklearn}
+
+
+def worker(args) -> None:
+    """Load the data, reset the peak-memory mark, train, print one JSON line."""
+    train, test = load(args.n_train)
+    base = rss_mb()
+    reset = reset_peak_rss()
+    result = RUNNERS[args.worker](args, train, test)
+    result.update(base_rss_mb=base, peak_rss_mb=peak_rss_mb(reset), n_train=train.X.shape[0])
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------- the parent: header, runs, table
+
+
+def available(framework: str) -> str | None:
+    """None if the framework can run, else why not."""
+    module = {"fnn": "fnn", "pytorch": "torch", "scikit-learn": "sklearn"}[framework]
+    try:
+        __import__(module)
+    except ImportError:
+        return f"{framework} skipped: `import {module}` failed (pip install .[bench])"
+    return None
+
+
+def machine_lines() -> list[str]:
+    lines = [f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}, "
+             f"load average %.2f %.2f %.2f" % os.getloadavg(),
+             f"python {platform.python_version()}, numpy {np.__version__}"]
+    try:
+        from threadpoolctl import threadpool_info
+
+        for i in threadpool_info():
+            lines.append(f"  {i['user_api']}: {i['internal_api']} {i.get('version') or ''} "
+                         f"{i.get('architecture') or ''} threads={i['num_threads']} ({Path(i['filepath']).name})")
+    except ImportError:
+        lines.append("  threadpoolctl not installed: BLAS library and threads unknown")
+    try:
+        import torch
+
+        lines.append(f"torch {torch.__version__}, torch.get_num_threads()={torch.get_num_threads()}")
+    except ImportError:
+        pass
+    try:
+        import sklearn
+
+        lines.append(f"scikit-learn {sklearn.__version__}")
+    except ImportError:
+        pass
+    env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_", "MKL_"))}
+    lines.append(f"thread/BLAS environment: {env or 'none set'}")
+    return lines
+
+
+def oracle_line(train, hidden: int, l2: float) -> str:
+    """fnn vs torch autograd in float64 on one batch of real images, from the same weights."""
+    if available("pytorch"):
+        return "oracle: skipped (PyTorch not installed)"
+    from benchmarks.peers import torch_value_and_grads
+
+    net = fnn.init(np.random.default_rng(0), (784, hidden, 10), dtype=np.float64)
+    X, y = train.X[:128].astype(np.float64), train.y[:128]
+    (v1, g1), (v2, g2) = fnn.value_and_grads(net, X, y, l2), torch_value_and_grads(net, X, y, l2)
+    dg = max(float(np.abs(a - b).max()) for a, b in zip(fnn.tree_leaves(g1), fnn.tree_leaves(g2)))
+    ok = abs(v1 - v2) <= 1e-6 and dg <= 1e-6
+    return (f"oracle: fnn vs PyTorch autograd, float64, 784-{hidden}-10, batch 128, l2={l2:g}: "
+            f"|ΔJ| = {abs(v1 - v2):.1e}, max |Δgrad| = {dg:.1e} -> {'match' if ok else 'MISMATCH'} (tolerance 1e-6)")
+
+
+def spawn(args, framework: str, hidden: int) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--hidden", str(hidden),
+           "--epochs", str(args.epochs), "--lr", repr(args.lr), "--l2", repr(args.l2),
+           "--batch", str(args.batch), "--seed", str(args.seed)]
+    if args.n_train is not None:
+        cmd += ["--n-train", str(args.n_train)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{framework} (H={hidden}) failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def summarise(framework: str, hidden: int, result: dict, target: float) -> dict:
+    seconds = np.array(result["epoch_seconds"])
+    acc = np.array(result["epoch_test_acc"])
+    elapsed = np.cumsum(seconds)
+    hit = np.flatnonzero(acc >= target)
+    return {
+        "framework": framework,
+        "arch": f"784-{hidden}-10",
+        "s/epoch": float(seconds.mean()),
+        "median s/epoch": float(np.median(seconds)),
+        "samples/s": result["n_train"] / float(seconds.mean()),
+        "test acc": float(acc[-1]),
+        f"s to {target:.2f}": float(elapsed[hit[0]]) if hit.size else float("nan"),
+        "MB after load": result["base_rss_mb"],
+        "peak MB": result["peak_rss_mb"],
+    }
+
+
+def table(rows: list[dict], markdown: bool) -> str:
+    cols = list(rows[0])
+
+    def cell(v):
+        if isinstance(v, float):
+            return "-" if np.isnan(v) else f"{v:,.0f}" if abs(v) >= 100 else f"{v:.4f}" if v < 1 else f"{v:.3f}"
+        return str(v)
+
+    cells = [[cell(r[c]) for c in cols] for r in rows]
+    if markdown:
+        return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+                         + ["| " + " | ".join(r) + " |" for r in cells])
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
+    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
+    return "\n".join([fmt.format(*cols)] + [fmt.format(*r) for r in cells])
+
+
+def ratios(rows: list[dict]) -> list[str]:
+    """fnn's seconds per epoch over each peer's, per architecture."""
+    lines = []
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        by = {r["framework"]: r["s/epoch"] for r in rows if r["arch"] == arch}
+        for peer in ("pytorch", "scikit-learn"):
+            if "fnn" in by and peer in by:
+                lines.append(f"{arch}: fnn / {peer} seconds per epoch = {by['fnn'] / by[peer]:.2f}")
+    return lines
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--hidden", type=lambda s: [int(h) for h in s.split(",")], default=[128, 512],
+                   help="hidden widths, comma separated (default 128,512)")
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--l2", type=float, default=0.0, help="fnn's l2 = scikit-learn's alpha (default 0)")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-train", type=int, default=None, help="use only the first N training rows")
+    p.add_argument("--target", type=float, default=0.88, help="test accuracy for the time-to-target column")
+    p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma separated subset of " + ",".join(FRAMEWORKS))
+    p.add_argument("--quick", action="store_true", help="2 epochs on 10,000 rows, hidden 128 only")
+    p.add_argument("--out", type=Path, help="also write the table: .md for markdown, else CSV")
+    p.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.epochs, args.n_train, args.hidden = 2, args.n_train or 10_000, args.hidden[:1]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.worker:
+        args.hidden = args.hidden[0]
+        worker(args)
+        return 0
+    for line in machine_lines():
+        print(line)
+    train, _ = load(None)
+    print(oracle_line(train, args.hidden[0], args.l2 or 1e-4))
+    print(f"data: Fashion-MNIST, {args.n_train or train.X.shape[0]} training rows, 10,000 test rows; "
+          f"batch {args.batch}, SGD momentum {MOMENTUM} lr {args.lr:g}, l2 {args.l2:g}, {args.epochs} epochs, float32")
+    rows = []
+    for hidden in args.hidden:
+        for framework in args.frameworks.split(","):
+            why = available(framework)
+            if why:
+                print(why)
+                continue
+            result = spawn(args, framework, hidden)
+            rows.append(summarise(framework, hidden, result, args.target))
+            print(f"  done: {framework} 784-{hidden}-10, {rows[-1]['s/epoch']:.3f} s/epoch", file=sys.stderr, flush=True)
+    print(table(rows, markdown=False))
+    for line in ratios(rows):
+        print(line)
+    if args.out:
+        if args.out.suffix == ".md":
+            args.out.write_text(table(rows, markdown=True) + "\n\n" + "\n".join(ratios(rows)) + "\n")
+        else:
+            import pandas as pd
+
+            pd.DataFrame(rows).to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
