@@ -13,19 +13,38 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import attrs
 import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
+from fnn import metrics, plots, tune
+from fnn.data import DataError, Dataset, load_dataset, load_test_set, split
 from fnn.gradcheck import check_grads
+from fnn.images import load_digit_image
+from fnn.io import ModelFileError, atomic_path, load_model, save_model
+from fnn.nn import predict_proba
+from fnn.params import layer_sizes
+from fnn.train import OPTIMIZERS, SCHEDULES, TrainConfig, evaluate, train
 
 GRADCHECK_TOLERANCE = 1e-6
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+DEFAULTS = TrainConfig()
+
+
+class TrainingDiverged(ValueError):
+    """Training stopped because the loss stopped being finite; no model is written."""
 
 
 class UsageError(Exception):
@@ -96,26 +115,109 @@ def _split_size(text: str) -> int | float:
     return value
 
 
+def _batch_size(text: str) -> int | str:
+    """Rows per update, or 'full' for full-batch gradient descent."""
+    if text == "full":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'full', got {text!r}") from None
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    """'0,0.1,1' -> (0.0, 0.1, 1.0); tune's --l2s and --lrs accept commas as well as spaces."""
+    return tuple(_nonnegative_float(part) for part in text.split(",") if part)
+
+
 def _format_sizes(sizes) -> str:
     return ",".join(str(n) for n in sizes)
 
 
 # ---------------------------------------------------------------- the parser
 
+TUNE_HIDDENS = ((64,), (110,), (128,))
+TUNE_L2S = (0.0, 0.1, 1.0)
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `fnn` parser: one subcommand each for train, tune, evaluate, predict and gradcheck."""
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends '(default: X)' to each flag's help, except where the help says it in words."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+_FORMATTER = _Formatter
+
+
+def _common_flags() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="show progress bars on stderr",
+        default=None,
+        help="show progress bars on stderr (default: only when stderr is a terminal)",
     )
-    common.add_argument(
-        "--debug", action="store_true", help="on an error, print the full traceback too"
-    )
+    common.add_argument("--debug", action="store_true", help="on an error, print the full traceback too")
+    return common
 
+
+def _data_flags(seeded: bool) -> argparse.ArgumentParser:
+    """--data, and for commands that split it: --dev, --test, --seed."""
+    flags = _Parser(add_help=False)
+    flags.add_argument(
+        "--data",
+        default="sample",
+        help="'sample' (5,000 MNIST digits bundled with fnn), 'mnist', 'fashion-mnist', "
+        "a Kaggle-layout CSV (.csv or .csv.gz), or a folder of IDX files",
+    )
+    if seeded:
+        flags.add_argument(
+            "--dev", type=_split_size, default=0.1,
+            help="dev split: a row count (500) or a fraction of the data (0.1)",
+        )
+        flags.add_argument(
+            "--test", type=_split_size, default=0.1,
+            help="test split, as --dev; MNIST, Fashion-MNIST and IDX folders keep their "
+            "official test set instead and ignore this",
+        )
+        flags.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split and the training")
+    return flags
+
+
+def _training_flags(search: bool) -> argparse.ArgumentParser:
+    """The TrainConfig flags; `fnn tune` searches hidden, l2 and lr, so it takes lists of them."""
+    flags = _Parser(add_help=False)
+    if not search:
+        flags.add_argument(
+            "--hidden", type=_int_list, default=_format_sizes(DEFAULTS.hidden), metavar="N[,N...]",
+            help="hidden layer widths: 128 for one hidden layer, 256,128 for two",
+        )
+        flags.add_argument("--lr", type=_positive_float, default=DEFAULTS.lr, help="(peak) learning rate")
+        flags.add_argument("--l2", type=_nonnegative_float, default=DEFAULTS.l2, help="L2 weight penalty (l2/2m)·Σ||W||²")
+    flags.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs, help="the most epochs to train")
+    flags.add_argument(
+        "--batch-size", type=_batch_size, default=DEFAULTS.batch_size,
+        help="rows per update, or 'full' for full-batch gradient descent",
+    )
+    flags.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS.optimizer, help="update rule")
+    flags.add_argument("--momentum", type=_nonnegative_float, default=DEFAULTS.momentum, help="momentum of --optimizer sgd")
+    flags.add_argument(
+        "--schedule", choices=SCHEDULES, default=DEFAULTS.schedule,
+        help="learning rate over the run: constant, step (x0.1 after each third) or cosine (down to 0)",
+    )
+    flags.add_argument(
+        "--patience", type=_positive_int, default=DEFAULTS.patience,
+        help="stop after this many epochs without a better dev accuracy (default: never)",
+    )
+    return flags
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `fnn` parser: one subcommand each for train, tune, evaluate, predict and gradcheck."""
+    common = _common_flags()
     parser = _Parser(
         prog="fnn",
         description="A from-scratch NumPy neural network for MNIST-style 28x28 digits.",
@@ -123,9 +225,103 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="command", required=True)
 
+    train_cmd = commands.add_parser(
+        "train",
+        parents=[_data_flags(seeded=True), _training_flags(search=False), common],
+        formatter_class=_FORMATTER,
+        help="train a network and write the model, its history, metrics and figures",
+        description=(
+            "Split the data (seeded, stratified), train a 784-hidden-10 ReLU network on the train "
+            "split and write into --out: model.npz, history.csv, metrics.json (train/dev/test "
+            "accuracy and loss, seconds, config) and the figures training_metrics.png, "
+            "training_health.png, confusion_matrix.png (test split), sample_predictions.png and "
+            "first_layer_weights.png. The saved parameters are those with the best dev accuracy."
+        ),
+    )
+    train_cmd.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<timestamp>/)")
+    train_cmd.set_defaults(run=run_train)
+
+    tune_cmd = commands.add_parser(
+        "tune",
+        parents=[_data_flags(seeded=True), _training_flags(search=True), common],
+        formatter_class=_FORMATTER,
+        help="grid-search hidden width, l2 and learning rate on the dev split",
+        description=(
+            "Train one network per point of the grid --hiddens x --l2s x --lrs (in parallel over "
+            "--workers processes), score each on the dev split, write tune.csv and "
+            "tune_heatmap.png (dev accuracy over hidden x l2), then retrain the best point on the "
+            "train split (train + dev with --refit-on-dev), save it as model.npz and report its "
+            "test accuracy once. The search never sees the test split. Grid values are separated "
+            "by spaces; commas inside one --hiddens value make a deeper network: "
+            "'--hiddens 64 128 256,128'."
+        ),
+    )
+    tune_cmd.add_argument(
+        "--hiddens", type=_int_list, nargs="+", metavar="N[,N...]",
+        help=f"hidden layer widths to try (default: {' '.join(map(_format_sizes, TUNE_HIDDENS))})",
+    )
+    tune_cmd.add_argument(
+        "--l2s", type=_float_list, nargs="+", metavar="L2",
+        help=f"L2 strengths to try, spaces or commas (default: {' '.join(f'{v:g}' for v in TUNE_L2S)})",
+    )
+    tune_cmd.add_argument(
+        "--lrs", type=_float_list, nargs="+", metavar="LR",
+        help=f"learning rates to try, spaces or commas (default: {DEFAULTS.lr:g})",
+    )
+    tune_cmd.add_argument(
+        "--workers", type=_positive_int, default=min(2, os.cpu_count() or 1),
+        help="parallel training processes, each using one BLAS thread",
+    )
+    tune_cmd.add_argument(
+        "--refit-on-dev", action="store_true",
+        help="retrain the best point on train + dev instead of train alone",
+    )
+    tune_cmd.add_argument("--out", type=Path, default=None, help="output folder (default: runs/tune-<timestamp>/)")
+    tune_cmd.set_defaults(run=run_tune)
+
+    evaluate_cmd = commands.add_parser(
+        "evaluate",
+        parents=[_data_flags(seeded=False), common],
+        formatter_class=_FORMATTER,
+        help="score a saved model on labelled data: accuracy, per-class table, calibration",
+        description=(
+            "Print 'accuracy: 0.XXXX', per-class precision/recall/F1, the confusion matrix, the "
+            "most confidently wrong examples and the expected calibration error of --model on "
+            "--data (the official test set for MNIST, Fashion-MNIST and IDX folders; every row "
+            "of a CSV or the sample), and write metrics.json, confusion_matrix.png, "
+            "confident_errors.png and reliability_diagram.png into --out."
+        ),
+    )
+    evaluate_cmd.add_argument("--model", type=Path, required=True, help="a model.npz written by fnn train or fnn tune")
+    evaluate_cmd.add_argument("--out", type=Path, default=None, help="output folder (default: runs/evaluate-<timestamp>/)")
+    evaluate_cmd.add_argument("--errors", type=_positive_int, default=16, help="how many confident mistakes to list")
+    evaluate_cmd.set_defaults(run=run_evaluate)
+
+    predict_cmd = commands.add_parser(
+        "predict",
+        parents=[common],
+        formatter_class=_FORMATTER,
+        help="label new digits: a Kaggle test.csv to a submission file, or PNG/JPEG images",
+        description=(
+            "Predict a label for every row of --data and write Kaggle's submission format "
+            "(header ImageId,Label; ImageId from 1) to --out. --data is a Kaggle test.csv or "
+            "train.csv, an IDX folder (its official test set), 'mnist', 'fashion-mnist' or "
+            "'sample'; or one or more PNG/JPEG images of single digits, any size, for which the "
+            "label and its probability are printed (and written to --out only when given)."
+        ),
+    )
+    predict_cmd.add_argument("--model", type=Path, required=True, help="a model.npz written by fnn train or fnn tune")
+    predict_cmd.add_argument("--data", nargs="+", required=True, metavar="SOURCE", help="a data source, or image files")
+    predict_cmd.add_argument(
+        "--out", type=Path, default=None,
+        help="submission CSV to write (default: submission.csv; for images, print only)",
+    )
+    predict_cmd.set_defaults(run=run_predict)
+
     gradcheck = commands.add_parser(
         "gradcheck",
         parents=[common],
+        formatter_class=_FORMATTER,
         help="compare backprop's gradients with central differences",
         description=(
             "Build a small random float64 network, compute the gradient of the loss by backprop "
@@ -133,7 +329,6 @@ def build_parser() -> argparse.ArgumentParser:
             f"(W1, b1, W2, ...). PASS when every error is below {GRADCHECK_TOLERANCE:g}; "
             "exit status 1 on FAIL."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     gradcheck.add_argument(
         "--sizes", type=_int_list, default="20,10,5", metavar="N,...",
@@ -180,7 +375,371 @@ def staged_folder(final: Path):
         raise
 
 
+# ---------------------------------------------------------------- shared steps
+
+
+def _bar_disabled(args) -> bool | None:
+    """tqdm's `disable`: None (auto: only on a terminal) unless --progress/--no-progress was given."""
+    return None if args.progress is None else not args.progress
+
+
+def _config(args, **searched) -> TrainConfig:
+    """The TrainConfig of the command line (TrainConfig's validators reject bad combinations)."""
+    values = dict(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        schedule=args.schedule,
+        patience=args.patience,
+        seed=args.seed,
+    )
+    if not searched:
+        values.update(hidden=args.hidden, lr=args.lr, l2=args.l2)
+    return TrainConfig(**values, **searched)
+
+
+def _load_splits(args):
+    """--data split by --seed into train/dev/test (stratified); the official test set if any."""
+    progress = bool(args.progress)
+    data = load_dataset(args.data, progress=progress)
+    if data.y is None:
+        raise DataError(f"{data.source} has no labels (a Kaggle test.csv?); training needs a labelled train.csv")
+    official = load_test_set(args.data, progress=progress)
+    return split(
+        data,
+        np.random.default_rng(args.seed),
+        dev=args.dev,
+        test=0 if official is not None else args.test,
+        stratify=True,
+        test_set=official,
+    )
+
+
+def _rows(dataset: Dataset) -> int:
+    return len(dataset.X)
+
+
+def _fit(args, config: TrainConfig, train_set: Dataset, dev_set: Dataset | None, desc: str = "train"):
+    """`train` under a progress bar (one tick per epoch); TrainingDiverged if the loss blew up."""
+    dev_set = dev_set if dev_set is not None and _rows(dev_set) else None
+    with tqdm(total=config.epochs, desc=desc, unit="epoch", disable=_bar_disabled(args), file=sys.stderr) as bar:
+
+        def tick(row: dict) -> None:
+            bar.update(int(row["epoch"]) - bar.n)
+            shown = {"loss": f"{row['train_loss']:.4f}"}
+            if dev_set is not None:
+                shown["dev_acc"] = f"{row['dev_acc']:.4f}"
+            bar.set_postfix(shown, refresh=False)
+
+        result = train(np.random.default_rng(config.seed), config, train_set, dev_set, callback=tick)
+    if result.stopped == "diverged":
+        raise TrainingDiverged(f"training {result.message}")
+    return result
+
+
+def _scores(params, parts: dict[str, Dataset]) -> dict:
+    """{name: {accuracy, loss, rows}} for each non-empty labelled part; loss without the L2 term."""
+    scores = {}
+    for name, dataset in parts.items():
+        if _rows(dataset):
+            loss, acc = evaluate(params, dataset.X, dataset.y)
+            scores[name] = {"accuracy": acc, "loss": loss, "rows": _rows(dataset)}
+    return scores
+
+
+def _write_json(path: Path, value: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=2, allow_nan=False) + "\n")
+
+
+def _write_csv(path: Path, table: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def _save_figure(folder: Path, name: str, fig) -> None:
+    plots.save_figure(fig, folder / name)
+
+
+def _run_figures(folder: Path, params, history: pd.DataFrame, shown: Dataset) -> None:
+    """The figures of a training run; `shown` is the split the confusion matrix and samples use."""
+    _save_figure(folder, "training_metrics.png", plots.training_metrics(history))
+    _save_figure(folder, "training_health.png", plots.training_health(history))
+    _save_figure(folder, "first_layer_weights.png", plots.first_layer_weights(params))
+    predicted = predict_proba(params, shown.X).argmax(axis=1)
+    cm = metrics.confusion_matrix(shown.y, predicted, len(shown.class_names))
+    _save_figure(folder, "confusion_matrix.png", plots.confusion_matrix_figure(cm, shown.class_names))
+    _save_figure(
+        folder, "sample_predictions.png", plots.sample_predictions(shown.X, shown.y, predicted, shown.class_names)
+    )
+
+
+def _save_run(folder: Path, params, config: TrainConfig, result, summary: dict, splits) -> None:
+    """model.npz, history.csv, metrics.json and the figures of one trained network."""
+    save_model(
+        folder / "model.npz",
+        params,
+        {
+            "class_names": list(splits.train.class_names),
+            "training_config": attrs.asdict(config),
+            "metrics": summary["scores"],
+            "data": summary["data"],
+        },
+    )
+    _write_csv(folder / "history.csv", result.history)
+    _write_json(folder / "metrics.json", summary)
+    shown = splits.test if _rows(splits.test) else splits.dev if _rows(splits.dev) else splits.train
+    _run_figures(folder, params, result.history, shown)
+
+
+def _summary(config: TrainConfig, result, scores: dict, seconds: float, args, splits) -> dict:
+    return {
+        "scores": scores,
+        "seconds": seconds,
+        "epochs_run": result.state.epoch,
+        "stopped": result.stopped,
+        "message": result.message,
+        "layer_sizes": list(layer_sizes(result.best_params)),
+        "config": attrs.asdict(config),
+        "data": {
+            "source": str(args.data),
+            "seed": args.seed,
+            "train_rows": _rows(splits.train),
+            "dev_rows": _rows(splits.dev),
+            "test_rows": _rows(splits.test),
+        },
+    }
+
+
+def _print_scores(scores: dict, seconds: float) -> None:
+    shown = ", ".join(f"{name} accuracy {s['accuracy']:.4f}" for name, s in scores.items())
+    print(f"{shown}; trained in {seconds:.1f} s")
+
+
 # ---------------------------------------------------------------- commands
+
+
+def run_train(args) -> int:
+    """fnn train: split, train, score on every split, write the run folder."""
+    config = _config(args)
+    out = args.out or _default_out()
+    with staged_folder(out) as folder:
+        splits = _load_splits(args)
+        sizes = (splits.train.X.shape[1], *config.hidden, len(splits.train.class_names))
+        print(
+            f"data {args.data}: {_rows(splits.train)} train / {_rows(splits.dev)} dev / "
+            f"{_rows(splits.test)} test rows; network {_format_sizes(sizes)}, "
+            f"{config.optimizer} lr {config.lr:g} ({config.schedule}), batch {config.batch_size}, "
+            f"{config.epochs} epochs"
+        )
+        start = time.perf_counter()
+        result = _fit(args, config, splits.train, splits.dev)
+        seconds = time.perf_counter() - start
+        params = result.best_params
+        scores = _scores(params, {"train": splits.train, "dev": splits.dev, "test": splits.test})
+        summary = _summary(config, result, scores, seconds, args, splits)
+        _save_run(folder, params, config, result, summary, splits)
+    print(result.message)
+    _print_scores(scores, seconds)
+    print(f"wrote {out}/")
+    return 0
+
+
+def _display_hidden(results: pd.DataFrame) -> pd.DataFrame:
+    """hidden as 128 (one hidden layer everywhere) or '256,128' text, for tables and the heatmap."""
+    hidden = results["hidden"]
+    if all(len(h) == 1 for h in hidden):
+        return results.assign(hidden=[h[0] for h in hidden])
+    return results.assign(hidden=[_format_sizes(h) for h in hidden])
+
+
+def _worker_pool(workers: int) -> ProcessPoolExecutor:
+    """`workers` fresh processes, each doing its BLAS work on one thread.
+
+    N processes that each start the BLAS's own thread pool would fight over the cores: on the
+    2-core box 2 workers with 2 OpenBLAS threads each ran a grid no faster than 1 process.
+    The thread-count variables are read when a BLAS loads, so the workers are spawned (not
+    forked from this process, whose BLAS is loaded) after they are set; a value the user set
+    is kept. `--workers 1` uses such a pool too: the BLAS's thread count changes the order of
+    its sums, so every grid point runs the same way and the table does not depend on --workers.
+    """
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def run_tune(args) -> int:
+    """fnn tune: grid search on dev, heatmap, refit the best, test it once."""
+    grid = {
+        "hidden": list(dict.fromkeys(args.hiddens or TUNE_HIDDENS)),
+        "l2": list(dict.fromkeys(v for values in (args.l2s or [TUNE_L2S]) for v in values)),
+        "lr": list(dict.fromkeys(v for values in (args.lrs or [(DEFAULTS.lr,)]) for v in values)),
+    }
+    base = _config(args, hidden=grid["hidden"][0], l2=grid["l2"][0], lr=grid["lr"][0])
+    out = args.out or _default_out("tune-")
+    n_points = len(tune.grid_points(grid))
+    with staged_folder(out) as folder:
+        splits = _load_splits(args)
+        print(
+            f"data {args.data}: {_rows(splits.train)} train / {_rows(splits.dev)} dev rows; "
+            f"{n_points} grid points on {args.workers} worker(s), {base.epochs} epochs each"
+        )
+        executor = _worker_pool(args.workers)
+        bar = tqdm(total=n_points, desc="tune", unit="run", disable=_bar_disabled(args), file=sys.stderr)
+        try:
+            results = tune.grid_search(
+                args.seed, grid, splits, base=base, executor=executor, on_result=lambda row: bar.update()
+            )
+        finally:
+            bar.close()
+            executor.shutdown(wait=True, cancel_futures=True)  # after a failure or Ctrl-C, start no more runs
+        shown = _display_hidden(results)
+        _write_csv(folder / "tune.csv", shown)
+        _save_figure(folder, "tune_heatmap.png", plots.tuning_heatmap(shown))
+
+        best = tune.best_config(results, base)
+        refit_set = tune.train_and_dev(splits) if args.refit_on_dev else splits.train
+        start = time.perf_counter()
+        result = _fit(args, best, refit_set, None if args.refit_on_dev else splits.dev, desc="refit")
+        seconds = time.perf_counter() - start
+        params = result.best_params
+        parts = {"train": refit_set} if args.refit_on_dev else {"train": splits.train, "dev": splits.dev}
+        scores = _scores(params, {**parts, "test": splits.test})
+        summary = _summary(best, result, scores, seconds, args, splits)
+        summary["refit_on_dev"] = args.refit_on_dev
+        _save_run(folder, params, best, result, summary, splits)
+    with pd.option_context("display.width", 120, "display.max_columns", 20):
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(
+        f"best on dev: hidden {_format_sizes(best.hidden)}, l2 {best.l2:g}, lr {best.lr:g}; refit on "
+        f"{'train + dev' if args.refit_on_dev else 'train'}"
+    )
+    _print_scores(scores, seconds)
+    print(f"wrote {out}/")
+    return 0
+
+
+def _labelled_source(source: str, progress: bool) -> Dataset:
+    """The rows `evaluate` scores: the official test set when the source has one, else all rows."""
+    dataset = load_test_set(source, progress=progress) or load_dataset(source, progress=progress)
+    if dataset.y is None:
+        raise DataError(f"{dataset.source} has no labels; evaluate needs labelled rows (use fnn predict for unlabelled ones)")
+    return dataset
+
+
+def _check_model_fits(model_path: Path, params, dataset: Dataset) -> None:
+    sizes = layer_sizes(params)
+    if sizes[0] != dataset.X.shape[1]:
+        raise ModelFileError(f"{model_path}: the model takes {sizes[0]} inputs but {dataset.source} rows have {dataset.X.shape[1]} pixels")
+    if dataset.y is not None and len(dataset.class_names) != sizes[-1]:
+        raise ModelFileError(
+            f"{model_path}: the model has {sizes[-1]} classes but {dataset.source} has {len(dataset.class_names)}"
+        )
+
+
+def run_evaluate(args) -> int:
+    """fnn evaluate: accuracy, per-class table, confusion matrix, confident errors, calibration."""
+    if Path(args.data).suffix.lower() in IMAGE_SUFFIXES:
+        raise DataError(f"{args.data} is an image, which has no label to score against; use fnn predict for images")
+    params, meta = load_model(args.model)
+    out = args.out or _default_out("evaluate-")
+    with staged_folder(out) as folder:
+        dataset = _labelled_source(args.data, bool(args.progress))
+        _check_model_fits(args.model, params, dataset)
+        names = [str(name) for name in meta["class_names"]]
+        proba = predict_proba(params, dataset.X)
+        predicted = proba.argmax(axis=1)
+        accuracy = metrics.accuracy(dataset.y, predicted)
+        loss, _ = evaluate(params, dataset.X, dataset.y)
+        cm = metrics.confusion_matrix(dataset.y, predicted, len(names))
+        report = metrics.classification_report(cm, names)
+        reliability = metrics.reliability_table(proba, dataset.y)
+        ece = metrics.calibration_error(reliability)
+        wrong = metrics.most_confident_errors(proba, dataset.y, args.errors)
+        errors = pd.DataFrame(
+            {
+                "index": wrong,
+                "true": [names[t] for t in dataset.y[wrong]],
+                "predicted": [names[p] for p in predicted[wrong]],
+                "probability": proba[wrong, predicted[wrong]],
+            }
+        )
+        _write_json(
+            folder / "metrics.json",
+            {
+                "model": str(args.model),
+                "data": str(dataset.source),
+                "rows": _rows(dataset),
+                "accuracy": accuracy,
+                "loss": loss,
+                "expected_calibration_error": ece,
+                "per_class": report.reset_index().to_dict(orient="records"),
+                "confusion_matrix": cm.tolist(),
+                "most_confident_errors": errors.to_dict(orient="records"),
+            },
+        )
+        _save_figure(folder, "confusion_matrix.png", plots.confusion_matrix_figure(cm, names))
+        _save_figure(folder, "reliability_diagram.png", plots.reliability_diagram(reliability))
+        if len(wrong):
+            _save_figure(
+                folder,
+                "confident_errors.png",
+                plots.sample_predictions(dataset.X[wrong], dataset.y[wrong], predicted[wrong], names, n=len(wrong)),
+            )
+    print(f"accuracy: {accuracy:.4f}")
+    print(f"{_rows(dataset)} rows of {dataset.source}, mean cross-entropy {loss:.4f}")
+    print("\nper class:")
+    print(report.to_string(float_format=lambda v: f"{v:.4f}"))
+    print("\nconfusion matrix (rows true, columns predicted):")
+    print(pd.DataFrame(cm, index=pd.Index(names, name="true"), columns=names).to_string())
+    print(f"\nmost confidently wrong ({len(wrong)}):")
+    print(errors.to_string(index=False, float_format=lambda v: f"{v:.4f}") if len(wrong) else "none")
+    print(f"\nexpected calibration error: {ece:.4f} ({len(reliability)} bins)")
+    print(f"wrote {out}/")
+    return 0
+
+
+def _is_image(path: str) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _write_submission(path: Path, predicted: np.ndarray) -> None:
+    """Kaggle's Digit Recognizer format: header ImageId,Label; ImageId counts from 1."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_csv(path, pd.DataFrame({"ImageId": np.arange(1, len(predicted) + 1), "Label": predicted}))
+
+
+def run_predict(args) -> int:
+    """fnn predict: a submission CSV for a data source, or label + probability per image."""
+    images = [path for path in args.data if _is_image(path)]
+    if images and len(images) != len(args.data):
+        raise ValueError("--data mixes images and other sources; pass either image files or one data source")
+    if not images and len(args.data) != 1:
+        raise ValueError(f"--data takes one data source (or several images), got {len(args.data)}: {' '.join(args.data)}")
+    params, meta = load_model(args.model)
+    names = [str(name) for name in meta["class_names"]]
+    if images:
+        X = np.stack([load_digit_image(path) for path in images])
+    else:
+        source = args.data[0]
+        progress = bool(args.progress)
+        dataset = load_test_set(source, progress=progress) or load_dataset(source, progress=progress)
+        _check_model_fits(args.model, params, attrs.evolve(dataset, y=None))
+        X = dataset.X
+    proba = predict_proba(params, X)
+    predicted = proba.argmax(axis=1)
+    if images:
+        for path, label, p in zip(images, predicted, proba[np.arange(len(X)), predicted]):
+            print(f"{path}: {names[label]} (probability {p:.4f})")
+    out = args.out if args.out is not None or images else Path("submission.csv")
+    if out is not None:
+        _write_submission(out, predicted)
+        counts = np.bincount(predicted, minlength=len(names))
+        print(f"wrote {out}: {len(predicted)} predictions; per class: " + ", ".join(
+            f"{name} {count}" for name, count in zip(names, counts)
+        ))
+    return 0
 
 
 def run_gradcheck(args) -> int:
@@ -208,18 +767,27 @@ def run_gradcheck(args) -> int:
 
 def _hint(error: BaseException) -> str:
     """What to do about an error a user can cause, by its type."""
+    if isinstance(error, ModelFileError):
+        return "pass a model.npz written by 'fnn train' or 'fnn tune'"
+    if isinstance(error, DataError):
+        return "check --data (see 'fnn <command> --help' for the sources it takes)"
+    if isinstance(error, TrainingDiverged):
+        return "lower --lr (or raise --l2) and run again"
+    if isinstance(error, FileExistsError):
+        return "pass a new --out or remove the old folder"
     if isinstance(error, FileNotFoundError):
         return "check the path"
     if isinstance(error, PermissionError):
-        return "check the file's permissions or choose another --out"
+        return "check the permissions or choose another --out"
     if isinstance(error, OSError):
         return "check the disk and the paths"
-    return "fix the input named above and run again (see 'fnn <command> --help')"
+    return "fix the value named above and run again (see 'fnn <command> --help')"
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """The exception types that mean bad input rather than a bug in fnn."""
-    return (ValueError, OSError)
+# ValueError covers DataError, ModelFileError, TrainingDiverged and the library's validation;
+# OSError covers missing files, permissions and full disks. Anything else is a bug in fnn and
+# keeps its traceback.
+USER_ERRORS = (ValueError, OSError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fnn: interrupted; no output was written", file=sys.stderr)
         return 130
-    except _user_errors() as error:
+    except USER_ERRORS as error:
         if args.debug:
             traceback.print_exc()
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
