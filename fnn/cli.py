@@ -359,7 +359,7 @@ def staged_folder(final: Path):
     """
     final = Path(final)
     if final.exists() and (not final.is_dir() or any(final.iterdir())):
-        raise FileExistsError(f"output folder {final} already exists and is not empty; pass a new --out")
+        raise FileExistsError(f"output folder {final} already exists and is not empty; pass a new --out or remove it")
     created = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
@@ -434,7 +434,7 @@ def _fit(args, config: TrainConfig, train_set: Dataset, dev_set: Dataset | None,
 
         result = train(np.random.default_rng(config.seed), config, train_set, dev_set, callback=tick)
     if result.stopped == "diverged":
-        raise TrainingDiverged(f"training {result.message}")
+        raise TrainingDiverged(f"training {result.message.split(';')[0]}")  # the rest is about params
     return result
 
 
@@ -765,23 +765,21 @@ def run_gradcheck(args) -> int:
 # ---------------------------------------------------------------- errors and exit status
 
 
-def _hint(error: BaseException) -> str:
-    """What to do about an error a user can cause, by its type."""
-    if isinstance(error, ModelFileError):
-        return "pass a model.npz written by 'fnn train' or 'fnn tune'"
+def _hint(error: BaseException, command: str) -> str | None:
+    """What to do about an error a user can cause, by its type; None when the message says it."""
+    if isinstance(error, (ModelFileError, FileExistsError)):
+        return None  # their messages end with the fix
     if isinstance(error, DataError):
-        return "check --data (see 'fnn <command> --help' for the sources it takes)"
+        return f"check --data (see 'fnn {command} --help' for the sources it takes)"
     if isinstance(error, TrainingDiverged):
         return "lower --lr (or raise --l2) and run again"
-    if isinstance(error, FileExistsError):
-        return "pass a new --out or remove the old folder"
     if isinstance(error, FileNotFoundError):
         return "check the path"
     if isinstance(error, PermissionError):
         return "check the permissions or choose another --out"
     if isinstance(error, OSError):
         return "check the disk and the paths"
-    return "fix the value named above and run again (see 'fnn <command> --help')"
+    return f"fix the value named above and run again (see 'fnn {command} --help')"
 
 
 # ValueError covers DataError, ModelFileError, TrainingDiverged and the library's validation;
@@ -812,5 +810,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"fnn: error: {message}; {_hint(error)}", file=sys.stderr)
+        hint = _hint(error, args.command)
+        print(f"fnn: error: {message}" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 2

@@ -7,15 +7,32 @@ exactly one line on stderr, no traceback, and no output files left behind.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
+import fnn
 from fnn.cli import main
+from fnn.data import load_dataset
+from fnn.io import load_model
+from fnn.train import history_columns
 
 REPO = Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "2", "--hidden", "16", "--no-progress"]
+RUN_FILES = {
+    "model.npz", "history.csv", "metrics.json", "training_metrics.png", "training_health.png",
+    "confusion_matrix.png", "sample_predictions.png", "first_layer_weights.png",
+}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -31,6 +48,148 @@ def assert_one_line_error(status: int, err: str) -> None:
     assert len(lines) == 1, err
     assert lines[0].startswith("fnn: error: ")
     assert "Traceback" not in err
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def assert_real_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG_MAGIC, path
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) > 100
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory) -> tuple[Path, str]:
+    """One tiny `fnn train` on the bundled sample, shared by the evaluate/predict tests."""
+    out = tmp_path_factory.mktemp("train") / "run"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(["train", *TINY, "--out", str(out)])
+    assert status == 0
+    return out, printed.getvalue()
+
+
+@pytest.fixture(scope="session")
+def sample_digits():
+    """The first 60 digits of the bundled sample: (X (60, 784) float32, y (60,))."""
+    sample = load_dataset("sample")
+    return sample.X[:60], sample.y[:60]
+
+
+def kaggle_csv(path: Path, X: np.ndarray, y: np.ndarray | None) -> Path:
+    """Write digits in Kaggle's layout: train.csv (label first) or test.csv (pixels only)."""
+    table = pd.DataFrame(np.rint(X * 255).astype(np.int64), columns=[f"pixel{i}" for i in range(784)])
+    if y is not None:
+        table.insert(0, "label", y)
+    table.to_csv(path, index=False)
+    return path
+
+
+def digit_png(path: Path, x: np.ndarray, size: int = 90) -> Path:
+    """A digit drawn black on white at size x size pixels, as a user's scan might be."""
+    ink = (255 - np.rint(x.reshape(28, 28) * 255)).astype(np.uint8)
+    Image.fromarray(ink).resize((size, size)).save(path)
+    return path
+
+
+# ---------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize(
+    "command, flags",
+    [
+        ("train", ["--epochs", "--batch-size", "--lr", "--seed", "--hidden", "--l2", "--optimizer", "--data", "--out", "--dev", "--test", "--progress", "--debug"]),
+        ("tune", ["--hiddens", "--l2s", "--lrs", "--workers", "--refit-on-dev", "--epochs", "--data", "--out", "--seed"]),
+        ("evaluate", ["--model", "--data", "--out"]),
+        ("predict", ["--model", "--data", "--out"]),
+        ("gradcheck", ["--sizes", "--batch", "--l2", "--seed"]),
+    ],
+)
+def test_every_command_explains_its_flags(capsys, command, flags):
+    status, out, _ = run(capsys, command, "--help")
+    assert status == 0
+    for flag in flags:
+        assert flag in out, flag
+    if command == "train":
+        assert "(default: 30)" in out and "(default: sample)" in out  # defaults are shown
+
+
+# ---------------------------------------------------------------- train
+
+
+def test_train_writes_every_promised_file(run_dir):
+    out, printed = run_dir
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    for png in out.glob("*.png"):
+        assert_real_png(png)
+    summary = json.loads((out / "metrics.json").read_text())
+    for part, rows in (("train", 4000), ("dev", 500), ("test", 500)):  # the seeded split of the sample
+        assert summary["scores"][part]["rows"] == rows
+        assert 0.5 < summary["scores"][part]["accuracy"] <= 1 and summary["scores"][part]["loss"] > 0
+    assert summary["seconds"] > 0 and summary["config"]["epochs"] == 2 and summary["config"]["hidden"] == [16]
+    history = pd.read_csv(out / "history.csv")
+    assert list(history.columns) == history_columns(2) and history["epoch"].tolist() == [1, 2]
+    params, meta = load_model(out / "model.npz")
+    assert fnn.layer_sizes(params) == (784, 16, 10)
+    assert meta["metrics"]["test"]["accuracy"] == summary["scores"]["test"]["accuracy"]
+    assert f"test accuracy {summary['scores']['test']['accuracy']:.4f}" in printed
+
+
+def test_train_is_reproducible_from_its_seed(run_dir, tmp_path, capsys):
+    out, _ = run_dir
+    status, _, _ = run(capsys, "train", *TINY, "--out", str(tmp_path / "again"))
+    assert status == 0
+    first, second = load_model(out / "model.npz")[0], load_model(tmp_path / "again" / "model.npz")[0]
+    assert fnn.tree_allclose(first, second, rtol=0)
+
+
+# ---------------------------------------------------------------- evaluate and predict
+
+
+def test_evaluate_a_kaggle_train_csv(run_dir, sample_digits, tmp_path, capsys):
+    X, y = sample_digits
+    csv = kaggle_csv(tmp_path / "train.csv", X, y)
+    status, out, _ = run(capsys, "evaluate", "--model", str(run_dir[0] / "model.npz"), "--data", str(csv), "--out", str(tmp_path / "ev"))
+    assert status == 0
+    first = out.splitlines()[0]
+    assert re.fullmatch(r"accuracy: [01]\.\d{4}", first)
+    params, _ = load_model(run_dir[0] / "model.npz")
+    assert float(first.split()[1]) == pytest.approx(np.mean(fnn.predict(params, X) == y), abs=5e-5)
+    for section in ("precision", "recall", "f1", "macro avg", "confusion matrix", "most confidently wrong", "expected calibration error"):
+        assert section in out
+    assert {p.name for p in (tmp_path / "ev").iterdir()} >= {"metrics.json", "confusion_matrix.png", "reliability_diagram.png"}
+    for png in (tmp_path / "ev").glob("*.png"):
+        assert_real_png(png)
+
+
+def test_predict_turns_a_kaggle_test_csv_into_a_submission(run_dir, sample_digits, tmp_path, capsys):
+    X, _ = sample_digits
+    csv = kaggle_csv(tmp_path / "test.csv", X, None)
+    submission = tmp_path / "submission.csv"
+    status, out, _ = run(capsys, "predict", "--model", str(run_dir[0] / "model.npz"), "--data", str(csv), "--out", str(submission))
+    assert status == 0
+    assert submission.read_text().splitlines()[0] == "ImageId,Label"
+    table = pd.read_csv(submission)
+    assert table["ImageId"].tolist() == list(range(1, len(X) + 1))
+    assert table["Label"].between(0, 9).all() and len(table) == len(X)
+    params, _ = load_model(run_dir[0] / "model.npz")
+    np.testing.assert_array_equal(table["Label"], fnn.predict(params, np.rint(X * 255) / 255))
+
+
+def test_predict_and_evaluate_on_digit_images(run_dir, sample_digits, tmp_path, capsys):
+    X, y = sample_digits
+    model = str(run_dir[0] / "model.npz")
+    images = [str(digit_png(tmp_path / f"digit{i}.png", X[i], size=40 + 30 * i)) for i in range(3)]
+    status, out, _ = run(capsys, "predict", "--model", model, "--data", *images)
+    assert status == 0
+    lines = out.splitlines()
+    for path, line in zip(images, lines):
+        assert re.fullmatch(re.escape(path) + r": \d \(probability [01]\.\d{4}\)", line), line
+    status, _, err = run(capsys, "evaluate", "--model", model, "--data", images[0], "--out", str(tmp_path / "ev"))
+    assert_one_line_error(status, err)
+    assert "fnn predict" in err and not (tmp_path / "ev").exists()
 
 
 # ---------------------------------------------------------------- gradcheck
@@ -94,3 +253,105 @@ def test_python_dash_m_entry_point():
     )
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("fnn: error: ")
+
+
+# ---------------------------------------------------------------- tune
+
+
+def tune_table(capsys, tmp_path: Path, workers: int) -> tuple[pd.DataFrame, str, Path]:
+    out = tmp_path / f"tune{workers}"
+    status, printed, _ = run(
+        capsys, "tune", "--epochs", "1", "--hiddens", "8", "16", "--l2s", "0,1", "--batch-size", "256",
+        "--workers", str(workers), "--no-progress", "--out", str(out),
+    )
+    assert status == 0
+    return pd.read_csv(out / "tune.csv"), printed, out
+
+
+def test_tune_with_two_workers_equals_one_worker(capsys, tmp_path):
+    one, printed, out = tune_table(capsys, tmp_path, 1)
+    two, _, _ = tune_table(capsys, tmp_path, 2)
+    pd.testing.assert_frame_equal(one.drop(columns="seconds"), two.drop(columns="seconds"))
+    assert list(one[["hidden", "l2"]].itertuples(index=False, name=None)) == [(8, 0.0), (8, 1.0), (16, 0.0), (16, 1.0)]
+    assert {"tune.csv", "tune_heatmap.png", "model.npz", "metrics.json"} <= {p.name for p in out.iterdir()}
+    assert_real_png(out / "tune_heatmap.png")
+    assert printed.count("test accuracy") == 1  # the test split is scored once, after the search
+    best = one.loc[one["dev_acc"].idxmax()]
+    params, meta = load_model(out / "model.npz")
+    assert fnn.layer_sizes(params) == (784, int(best["hidden"]), 10)
+    assert meta["training_config"]["seed"] == best["seed"]
+
+
+# ---------------------------------------------------------------- failures leave one line and no files
+
+
+def bad_csv(path: Path, sample_digits) -> Path:
+    X, y = sample_digits
+    kaggle_csv(path, X[:5], y[:5])
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].replace(",0,", ",abc,", 1)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def garbage_model(path: Path) -> Path:
+    path.write_bytes(np.random.default_rng(0).bytes(500))
+    return path
+
+
+FAILURES = {
+    "missing data": lambda tmp, digits, model: ["train", *TINY, "--data", str(tmp / "nope.csv")],
+    "malformed csv": lambda tmp, digits, model: ["train", *TINY, "--data", str(bad_csv(tmp / "bad.csv", digits))],
+    "unlabelled training data": lambda tmp, digits, model: [
+        "train", *TINY, "--data", str(kaggle_csv(tmp / "test.csv", digits[0], None))
+    ],
+    "diverging run": lambda tmp, digits, model: ["train", *TINY, "--lr", "1e30", "--schedule", "constant"],
+    "bad config": lambda tmp, digits, model: ["train", *TINY, "--dev", "4990", "--test", "500"],
+    "corrupt model": lambda tmp, digits, model: ["evaluate", "--model", str(garbage_model(tmp / "m.npz")), "--data", "sample"],
+    "missing model": lambda tmp, digits, model: ["evaluate", "--model", str(tmp / "none.npz"), "--data", "sample"],
+    "predict, corrupt model": lambda tmp, digits, model: [
+        "predict", "--model", str(garbage_model(tmp / "m.npz")), "--data", "sample"
+    ],
+    "predict, malformed csv": lambda tmp, digits, model: [
+        "predict", "--model", model, "--data", str(bad_csv(tmp / "bad.csv", digits))
+    ],
+    "tune, bad grid value": lambda tmp, digits, model: ["tune", "--l2s", "0,-1", "--epochs", "1"],
+}
+
+
+@pytest.mark.parametrize("case", FAILURES)
+def test_failures_print_one_line_exit_2_and_leave_no_files(case, run_dir, sample_digits, tmp_path, capsys):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    argv = FAILURES[case](inputs, sample_digits, str(run_dir[0] / "model.npz"))
+    before = files_under(inputs)
+    out = tmp_path / "outputs" / ("submission.csv" if argv[0] == "predict" else "run")
+    status, _, err = run(capsys, *argv, "--out", str(out))
+    assert_one_line_error(status, err)
+    assert not (tmp_path / "outputs").exists()
+    assert files_under(inputs) == before
+
+
+def test_a_diverging_run_names_the_learning_rate(capsys, tmp_path):
+    status, _, err = run(capsys, "train", *TINY, "--lr", "1e30", "--schedule", "constant", "--out", str(tmp_path / "r"))
+    assert status == 2 and "diverged" in err and "--lr" in err
+
+
+def test_ctrl_c_exits_130_and_leaves_no_run_folder(capsys, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("fnn.cli.train", interrupted)
+    status, _, err = run(capsys, "train", *TINY, "--out", str(tmp_path / "runs" / "r"))
+    assert status == 130
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_existing_run_folder_is_never_overwritten(capsys, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    status, _, err = run(capsys, "train", *TINY, "--out", str(out))
+    assert_one_line_error(status, err)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
