@@ -157,13 +157,14 @@ def trace(momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
         return TraceState(velocity=tree_map(np.zeros_like, params))
 
     def velocity(g, v):
-        v_new = momentum * v  # a new array, so adding in place touches only our own memory
+        """μ v + g in one new array (adding in place touches only memory allocated here)."""
+        v_new = momentum * v
         v_new += g
         return v_new
 
     def update(grads, state, params=None):
         v = tree_map(velocity, grads, state.velocity)
-        updates = tree_map(lambda g, v_new: g + momentum * v_new, grads, v) if nesterov else v
+        updates = tree_map(velocity, grads, v) if nesterov else v  # g + μ v_t
         return updates, TraceState(velocity=v)
 
     return Optimizer(init, update)
@@ -183,13 +184,29 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Opti
     def init(params):
         return AdamState(count=0, mu=tree_map(np.zeros_like, params), nu=tree_map(np.zeros_like, params))
 
+    def moment(g, m, decay):
+        """decay·m + (1 - decay)·g, computed as m + (1 - decay)(g - m) in one new array."""
+        new = g - m
+        new *= 1 - decay
+        new += m
+        return new
+
     def update(grads, state, params=None):
         t = state.count + 1
-        mu = tree_map(lambda g, m: b1 * m + (1 - b1) * g, grads, state.mu)
-        nu = tree_map(lambda g, v: b2 * v + (1 - b2) * (g * g), grads, state.nu)
+        mu = tree_map(lambda g, m: moment(g, m, b1), grads, state.mu)
+        nu = tree_map(lambda g, v: moment(g * g, v, b2), grads, state.nu)
         c1, c2 = 1 / (1 - b1**t), 1 / (1 - b2**t)  # Python floats: no float64 upcast
-        updates = tree_map(lambda m, v: (c1 * m) / (np.sqrt(c2 * v) + eps), mu, nu)
-        return updates, AdamState(count=t, mu=mu, nu=nu)
+
+        def direction(m, v):
+            """m̂ / (sqrt(v̂) + eps) with m̂ = c1·m, v̂ = c2·v, in one new array."""
+            u = np.multiply(v, c2)
+            np.sqrt(u, out=u)
+            u += eps
+            np.divide(m, u, out=u)
+            u *= c1
+            return u
+
+        return tree_map(direction, mu, nu), AdamState(count=t, mu=mu, nu=nu)
 
     return Optimizer(init, update)
 
