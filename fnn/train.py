@@ -1,6 +1,7 @@
 """Training as a fold: `train_step(state, batch) -> state` over a lazy stream of mini-batches.
 
-    step = functools.partial(train_step, optimizer=sgd(0.1), l2=0.0)
+    opt = sgd(0.1, momentum=0.9)
+    step = functools.partial(train_step, optimizer=opt, l2=0.0)
     final = toolz.reduce(step, batches(rng, X, y, batch_size=128, epochs=5), init_state(params, opt))
 
 `fit` runs the same operator under `toolz.accumulate`, so it can watch the stream of states:
@@ -22,7 +23,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from functools import partial
 from typing import Any
 
 import attrs
@@ -38,7 +38,6 @@ from fnn.tree import global_norm
 MONITORS = ("dev_acc", "dev_loss")
 OPTIMIZERS = ("gd", "sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
-STOP_REASONS = ("completed", "early_stop", "diverged")
 
 
 @attrs.frozen(eq=False)
@@ -103,14 +102,13 @@ def epoch_indices(rng: np.random.Generator, n: int, batch_size: int) -> Iterator
     """One epoch's row indices: slices perm[s:s+batch_size] of perm = rng.permutation(n).
 
     Every index in 0..n-1 appears exactly once; the last slice holds the n mod batch_size
-    leftover rows when batch_size does not divide n. Lazy: the permutation is drawn when the
-    first slice is asked for.
+    leftover rows when batch_size does not divide n.
     """
     perm = rng.permutation(n)
     return (perm[s : s + batch_size] for s in range(0, n, batch_size))
 
 
-def _epoch_batches(rng, X, y, batch_size, epoch: int) -> Iterator[Batch]:
+def _epoch_batches(rng, X, y, batch_size) -> Iterator[Batch]:
     if batch_size is None:  # full batch: the arrays themselves, no shuffle and no copy
         return iter([Batch(X, y, end=True)])
     slices = list(epoch_indices(rng, X.shape[0], batch_size))
@@ -123,10 +121,11 @@ def batches(rng: np.random.Generator, X: np.ndarray, y: np.ndarray, batch_size, 
 
     batch_size: an int, or None / "full" for full-batch gradient descent (one batch per epoch,
     the arrays themselves). Each epoch draws a fresh permutation from `rng`, so the same seed
-    gives the same stream. Only the current batch is materialised.
+    gives the same stream. Only the current batch is materialised, and each epoch's permutation
+    is drawn when the epoch begins.
     """
     size = _batch_size(batch_size, X.shape[0])
-    return toolz.concat(map(partial(_epoch_batches, rng, X, y, size), range(epochs)))
+    return toolz.concat(_epoch_batches(rng, X, y, size) for _ in range(epochs))
 
 
 # ---------------------------------------------------------------- one step
