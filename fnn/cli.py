@@ -39,6 +39,7 @@ from fnn.params import layer_sizes
 from fnn.train import OPTIMIZERS, SCHEDULES, TrainConfig, evaluate, train
 
 GRADCHECK_TOLERANCE = 1e-6
+SAMPLE_IMAGES = 25  # digits in sample_predictions.png
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULTS = TrainConfig()
 
@@ -235,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
             "split and write into --out: model.npz, history.csv, metrics.json (train/dev/test "
             "accuracy and loss, seconds, config) and the figures training_metrics.png, "
             "training_health.png, confusion_matrix.png (test split), sample_predictions.png and "
-            "first_layer_weights.png. The saved parameters are those with the best dev accuracy."
+            "first_layer_weights.png. The saved parameters are the final ones, or with --patience "
+            "those of the best dev accuracy."
         ),
     )
     train_cmd.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<timestamp>/)")
@@ -470,8 +472,12 @@ def _run_figures(folder: Path, params, history: pd.DataFrame, shown: Dataset) ->
     predicted = predict_proba(params, shown.X).argmax(axis=1)
     cm = metrics.confusion_matrix(shown.y, predicted, len(shown.class_names))
     _save_figure(folder, "confusion_matrix.png", plots.confusion_matrix_figure(cm, shown.class_names))
+    # Evenly spaced rows, not the first 25: a split keeps file order, and files may be sorted by class.
+    rows = np.unique(np.linspace(0, _rows(shown) - 1, SAMPLE_IMAGES).round().astype(np.int64))
     _save_figure(
-        folder, "sample_predictions.png", plots.sample_predictions(shown.X, shown.y, predicted, shown.class_names)
+        folder,
+        "sample_predictions.png",
+        plots.sample_predictions(shown.X[rows], shown.y[rows], predicted[rows], shown.class_names, n=len(rows)),
     )
 
 
@@ -500,7 +506,7 @@ def _summary(config: TrainConfig, result, scores: dict, seconds: float, args, sp
         "epochs_run": result.state.epoch,
         "stopped": result.stopped,
         "message": result.message,
-        "layer_sizes": list(layer_sizes(result.best_params)),
+        "layer_sizes": list(layer_sizes(result.state.params)),
         "config": attrs.asdict(config),
         "data": {
             "source": str(args.data),
@@ -536,7 +542,7 @@ def run_train(args) -> int:
         start = time.perf_counter()
         result = _fit(args, config, splits.train, splits.dev)
         seconds = time.perf_counter() - start
-        params = result.best_params
+        params = tune.trained_params(config, result)
         scores = _scores(params, {"train": splits.train, "dev": splits.dev, "test": splits.test})
         summary = _summary(config, result, scores, seconds, args, splits)
         _save_run(folder, params, config, result, summary, splits)
@@ -603,7 +609,7 @@ def run_tune(args) -> int:
         start = time.perf_counter()
         result = _fit(args, best, refit_set, None if args.refit_on_dev else splits.dev, desc="refit")
         seconds = time.perf_counter() - start
-        params = result.best_params
+        params = tune.trained_params(best, result)
         parts = {"train": refit_set} if args.refit_on_dev else {"train": splits.train, "dev": splits.dev}
         scores = _scores(params, {**parts, "test": splits.test})
         summary = _summary(best, result, scores, seconds, args, splits)
