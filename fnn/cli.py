@@ -236,8 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
             "split and write into --out: model.npz, history.csv, metrics.json (train/dev/test "
             "accuracy and loss, seconds, config) and the figures training_metrics.png, "
             "training_health.png, confusion_matrix.png (test split), sample_predictions.png and "
-            "first_layer_weights.png. The saved parameters are the final ones, or with --patience "
-            "those of the best dev accuracy."
+            "first_layer_weights.png. The saved parameters are those of the run's best dev accuracy."
         ),
     )
     train_cmd.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<timestamp>/)")
@@ -542,7 +541,7 @@ def run_train(args) -> int:
         start = time.perf_counter()
         result = _fit(args, config, splits.train, splits.dev)
         seconds = time.perf_counter() - start
-        params = tune.trained_params(config, result)
+        params = result.best_params
         scores = _scores(params, {"train": splits.train, "dev": splits.dev, "test": splits.test})
         summary = _summary(config, result, scores, seconds, args, splits)
         _save_run(folder, params, config, result, summary, splits)
@@ -609,7 +608,7 @@ def run_tune(args) -> int:
         start = time.perf_counter()
         result = _fit(args, best, refit_set, None if args.refit_on_dev else splits.dev, desc="refit")
         seconds = time.perf_counter() - start
-        params = tune.trained_params(best, result)
+        params = result.best_params
         parts = {"train": refit_set} if args.refit_on_dev else {"train": splits.train, "dev": splits.dev}
         scores = _scores(params, {**parts, "test": splits.test})
         summary = _summary(best, result, scores, seconds, args, splits)

@@ -30,8 +30,7 @@ import numpy as np
 import pandas as pd
 
 from fnn.data import Dataset, Splits
-from fnn.params import MLP
-from fnn.train import FitResult, TrainConfig, evaluate, train
+from fnn.train import TrainConfig, evaluate, train
 
 RESULT_COLUMNS = ("seed", "dev_acc", "dev_loss", "seconds", "epochs_run", "stopped")
 
@@ -61,22 +60,17 @@ def point_seeds(seed: int, n: int) -> list[int]:
     return [int(child.generate_state(1, np.uint32)[0]) for child in np.random.SeedSequence(seed).spawn(n)]
 
 
-def trained_params(config: TrainConfig, result: FitResult) -> MLP:
-    """The params a run yields: with early stopping (`config.patience`) those of the best dev
-    evaluation, otherwise the final ones, which the whole learning-rate schedule shaped."""
-    return result.best_params if config.patience is not None else result.state.params
-
-
 def train_point(config: TrainConfig, train_set: Dataset, dev_set: Dataset) -> dict:
     """Train one configuration (seeded by `config.seed`) and score it on dev.
 
     Returns {dev_acc, dev_loss, seconds, epochs_run, stopped}: accuracy and mean cross-entropy
-    (no L2 term) on dev_set of `trained_params`, training seconds (evaluations excluded),
-    epochs completed, and how the run ended. A run that diverged scores NaN, so it can never
+    (no L2 term) on dev_set of the params the run returns (`FitResult.best_params`, those of
+    its best dev evaluation), training seconds (evaluations excluded), epochs completed, and
+    how the run ended. A run that diverged scores NaN, so it can never
     be chosen.
     """
     result = train(np.random.default_rng(config.seed), config, train_set, dev_set)
-    dev_loss, dev_acc = evaluate(trained_params(config, result), dev_set.X, dev_set.y)
+    dev_loss, dev_acc = evaluate(result.best_params, dev_set.X, dev_set.y)
     if result.stopped == "diverged":
         dev_loss = dev_acc = math.nan
     seconds = float(result.history["seconds"].iloc[-1]) if len(result.history) else 0.0

@@ -23,7 +23,6 @@ from fnn.tune import (
     grid_search,
     point_seeds,
     train_and_dev,
-    trained_params,
 )
 
 BASE = TrainConfig(epochs=2, batch_size=64, hidden=(8,))
@@ -190,7 +189,7 @@ def test_best_config_trains_back_to_the_search_score(splits, serial):
     assert config.hidden == winner["hidden"] and config.l2 == winner["l2"] and config.seed == winner["seed"]
     assert (config.epochs, config.batch_size) == (BASE.epochs, BASE.batch_size)
     refit = train(np.random.default_rng(config.seed), config, splits.train, splits.dev)
-    assert evaluate(trained_params(config, refit), splits.dev.X, splits.dev.y)[1] == winner["dev_acc"]
+    assert evaluate(refit.best_params, splits.dev.X, splits.dev.y)[1] == winner["dev_acc"]
 
 
 def test_train_and_dev_stacks_the_rows(splits):
@@ -199,8 +198,3 @@ def test_train_and_dev_stacks_the_rows(splits):
     np.testing.assert_array_equal(both.y, np.concatenate([splits.train.y, splits.dev.y]))
     assert both.class_names == splits.train.class_names
 
-
-def test_a_run_yields_its_final_params_unless_it_stops_early(splits):
-    result = train(np.random.default_rng(0), attrs.evolve(BASE, epochs=3), splits.train, splits.dev)
-    assert trained_params(BASE, result) is result.state.params
-    assert trained_params(attrs.evolve(BASE, patience=2), result) is result.best_params
