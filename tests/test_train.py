@@ -58,7 +58,7 @@ def small_params(seed=1, sizes=(20, 16, 3)):
 def test_epoch_indices_cover_every_row_once(n, batch_size, seed):
     slices = list(epoch_indices(np.random.default_rng(seed), n, batch_size))
     assert np.array_equal(np.sort(np.concatenate(slices)), np.arange(n))
-    assert len(slices) == steps_per_epoch(n, batch_size) or batch_size >= n
+    assert len(slices) == steps_per_epoch(n, batch_size)
     assert all(len(s) == batch_size for s in slices[:-1])
     assert len(slices[-1]) == (n % batch_size or batch_size)
 
