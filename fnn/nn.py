@@ -96,6 +96,8 @@ def _check_inputs(params: MLP, X, y=None) -> tuple[np.ndarray, np.ndarray | None
 
 
 def _check_l2(l2) -> float:
+    if isinstance(l2, bool) or not isinstance(l2, (int, float, np.integer, np.floating)):
+        raise TypeError(f"l2 must be a number >= 0, got {l2!r}")
     l2 = float(l2)
     if not (np.isfinite(l2) and l2 >= 0):
         raise ValueError(f"l2 must be a finite number >= 0, got {l2}")

@@ -46,7 +46,7 @@ def init(rng: np.random.Generator, sizes: Sequence[int] = (784, 128, 10), dtype=
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     sizes = tuple(sizes)
-    if len(sizes) < 2 or any(not isinstance(n, (int, np.integer)) or n < 1 for n in sizes):
+    if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in sizes):
         raise ValueError(f"sizes must be two or more positive ints (n_in, ..., n_classes), got {sizes}")
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):

@@ -451,3 +451,10 @@ def test_value_and_grads_agree_with_torch_autograd(seed):
     assert value == pytest.approx(J.item(), rel=1e-12)
     for ours, theirs in zip(fnn.tree_leaves(g), leaves):
         np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("l2", [None, "abc", True])
+def test_l2_that_is_not_a_number_is_named(l2):
+    params = fnn.init(np.random.default_rng(0), (4, 3, 2))
+    with pytest.raises(TypeError, match="l2 must be a number"):
+        fnn.loss(params, np.zeros((2, 4), np.float32), np.array([0, 1]), l2=l2)

@@ -93,3 +93,8 @@ def test_sizes_may_be_numpy_ints_or_any_sequence():
     b = fnn.init(np.random.default_rng(0), [5, 4, 3])
     assert fnn.layer_sizes(a) == fnn.layer_sizes(b) == (5, 4, 3)
     assert fnn.tree_allclose(a, b, rtol=0)
+
+
+def test_a_bool_is_not_a_layer_size():
+    with pytest.raises(ValueError, match="sizes must be"):
+        fnn.init(np.random.default_rng(0), (4, True, 2))
