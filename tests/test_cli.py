@@ -355,3 +355,14 @@ def test_an_existing_run_folder_is_never_overwritten(capsys, tmp_path):
     status, _, err = run(capsys, "train", *TINY, "--out", str(out))
     assert_one_line_error(status, err)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_compare_optimizers_script_runs(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "scripts/compare_optimizers.py", "--epochs", "1", "--hidden", "8", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(tmp_path / "optimizers.csv")
+    assert len(table) == 3 and table["test_acc"].between(0, 1).all()
+    assert_real_png(tmp_path / "optimizers.png")
