@@ -483,10 +483,10 @@ class TrainConfig:
     epochs: int = attrs.field(default=30, validator=_positive_int)
     batch_size: int | str | None = attrs.field(default=128, validator=_batch_size_field)
     optimizer: str = attrs.field(default="sgd", validator=_one_of(OPTIMIZERS))
-    lr: float = attrs.field(default=0.1, validator=_positive)
+    lr: float = attrs.field(default=0.2, validator=_positive)
     momentum: float = attrs.field(default=0.9, validator=_fraction)
     nesterov: bool = False
-    l2: float = attrs.field(default=0.0, validator=_non_negative)
+    l2: float = attrs.field(default=0.3, validator=_non_negative)
     schedule: str = attrs.field(default="cosine", validator=_one_of(SCHEDULES))
     patience: int | None = attrs.field(default=None, validator=_optional(_positive_int))
     monitor: str = attrs.field(default="dev_acc", validator=_one_of(MONITORS))

@@ -33,9 +33,14 @@ from fnn.data import load_dataset, load_test_set, split
 from fnn.train import TrainConfig, evaluate, train
 
 SEED_RECIPE = TrainConfig(
-    hidden=(128,), epochs=500, batch_size=None, optimizer="gd", lr=0.1, schedule="constant", patience=None
+    hidden=(128,), epochs=500, batch_size=None, optimizer="gd", lr=0.1, schedule="constant", l2=0.0, patience=None
 )
-FASHION = TrainConfig(hidden=(256,), epochs=15, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine", patience=None)
+FASHION = TrainConfig(
+    hidden=(256,), epochs=20, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, l2=0.0,
+    schedule="cosine", patience=None,
+)
+
+FASHION_FAST = attrs.evolve(FASHION, epochs=8)  # the same recipe with a shorter cosine, for time to 0.88
 
 
 def sample_run(config: TrainConfig, seed: int) -> dict:
@@ -72,7 +77,7 @@ def report_sample(name: str, config: TrainConfig, seeds: int) -> None:
     )
 
 
-def report_fashion(config: TrainConfig, every: int) -> None:
+def report_fashion(config: TrainConfig, fast: TrainConfig, every: int) -> None:
     print(f"\nfashion-mnist: {config}")
     data, official = load_dataset("fashion-mnist"), load_test_set("fashion-mnist")
     splits = split(data, np.random.default_rng(config.seed), dev=5000, test_set=official)
@@ -90,21 +95,27 @@ def report_fashion(config: TrainConfig, every: int) -> None:
         f"final params {evaluate(result.state.params, splits.test.X, splits.test.y)[1]:.4f}  "
         f"training {h.seconds.iloc[-1]:.1f} s  wall {wall:.1f} s"
     )
+    for watched_config in (config, fast):
+        report_time_to(0.88, watched_config, splits, every)
+
+
+def report_time_to(target: float, config: TrainConfig, splits, every: int) -> None:
+    """Train on splits.train watching the test set every `every` updates (monitor only: no early
+    stopping, nothing selected) and print the training seconds until test accuracy >= target."""
     watched = train(
-        np.random.default_rng(config.seed),
-        attrs.evolve(config, eval_every=every),
-        splits.train,
-        splits.test,  # monitor only: no early stopping, nothing selected
+        np.random.default_rng(config.seed), attrs.evolve(config, eval_every=every), splits.train, splits.test
     ).history
-    reached = watched[watched.dev_acc >= 0.88]
+    reached = watched[watched.dev_acc >= target]
+    print(f"  {config.epochs} epochs of {config.optimizer} lr {config.lr} ({config.schedule}), hidden {config.hidden}:")
     if len(reached):
         row = reached.iloc[0]
         print(
-            f"  time to test acc >= 0.88: {row.seconds:.1f} s of training "
-            f"(step {row.step}, epoch {row.epoch}, test acc {row.dev_acc:.4f}; checked every {every} updates)"
+            f"    time to test acc >= {target}: {row.seconds:.1f} s of training "
+            f"(step {int(row.step)}, epoch {int(row.epoch)}, test acc {row.dev_acc:.4f}; checked every {every} updates)"
         )
     else:
-        print(f"  test acc never reached 0.88 (max {watched.dev_acc.max():.4f})")
+        print(f"    test acc never reached {target} (max {watched.dev_acc.max():.4f})")
+    print(f"    test acc after all {config.epochs} epochs: {watched.dev_acc.iloc[-1]:.4f}")
 
 
 def main() -> None:
@@ -123,7 +134,7 @@ def main() -> None:
         if "seed" in args.parts:
             report_sample("sample, the seed notebook's recipe", SEED_RECIPE, args.seeds)
         if "fashion" in args.parts:
-            report_fashion(FASHION, args.every)
+            report_fashion(FASHION, FASHION_FAST, args.every)
 
 
 if __name__ == "__main__":
