@@ -379,9 +379,9 @@ def staged_folder(final: Path):
 # ---------------------------------------------------------------- shared steps
 
 
-def _bar_disabled(args) -> bool | None:
-    """tqdm's `disable`: None (auto: only on a terminal) unless --progress/--no-progress was given."""
-    return None if args.progress is None else not args.progress
+def _show_progress(args) -> bool:
+    """--progress / --no-progress, or when neither was given: whether stderr is a terminal."""
+    return args.progress if args.progress is not None else sys.stderr.isatty()
 
 
 def _config(args, **searched) -> TrainConfig:
@@ -402,7 +402,7 @@ def _config(args, **searched) -> TrainConfig:
 
 def _load_splits(args):
     """--data split by --seed into train/dev/test (stratified); the official test set if any."""
-    progress = bool(args.progress)
+    progress = _show_progress(args)
     data = load_dataset(args.data, progress=progress)
     if data.y is None:
         raise DataError(f"{data.source} has no labels (a Kaggle test.csv?); training needs a labelled train.csv")
@@ -424,7 +424,7 @@ def _rows(dataset: Dataset) -> int:
 def _fit(args, config: TrainConfig, train_set: Dataset, dev_set: Dataset | None, desc: str = "train"):
     """`train` under a progress bar (one tick per epoch); TrainingDiverged if the loss blew up."""
     dev_set = dev_set if dev_set is not None and _rows(dev_set) else None
-    with tqdm(total=config.epochs, desc=desc, unit="epoch", disable=_bar_disabled(args), file=sys.stderr) as bar:
+    with tqdm(total=config.epochs, desc=desc, unit="epoch", disable=not _show_progress(args), file=sys.stderr) as bar:
 
         def tick(row: dict) -> None:
             bar.update(int(row["epoch"]) - bar.n)
@@ -459,67 +459,68 @@ def _write_csv(path: Path, table: pd.DataFrame) -> None:
         table.to_csv(tmp, index=False)
 
 
-def _save_figure(folder: Path, name: str, fig) -> None:
-    plots.save_figure(fig, folder / name)
-
-
 def _run_figures(folder: Path, params, history: pd.DataFrame, shown: Dataset) -> None:
     """The figures of a training run; `shown` is the split the confusion matrix and samples use."""
-    _save_figure(folder, "training_metrics.png", plots.training_metrics(history))
-    _save_figure(folder, "training_health.png", plots.training_health(history))
-    _save_figure(folder, "first_layer_weights.png", plots.first_layer_weights(params))
+    plots.save_figure(plots.training_metrics(history), folder / "training_metrics.png")
+    plots.save_figure(plots.training_health(history), folder / "training_health.png")
+    plots.save_figure(plots.first_layer_weights(params), folder / "first_layer_weights.png")
     predicted = predict_proba(params, shown.X).argmax(axis=1)
     cm = metrics.confusion_matrix(shown.y, predicted, len(shown.class_names))
-    _save_figure(folder, "confusion_matrix.png", plots.confusion_matrix_figure(cm, shown.class_names))
+    plots.save_figure(plots.confusion_matrix_figure(cm, shown.class_names), folder / "confusion_matrix.png")
     # Evenly spaced rows, not the first 25: a split keeps file order, and files may be sorted by class.
     rows = np.unique(np.linspace(0, _rows(shown) - 1, SAMPLE_IMAGES).round().astype(np.int64))
-    _save_figure(
-        folder,
-        "sample_predictions.png",
+    plots.save_figure(
         plots.sample_predictions(shown.X[rows], shown.y[rows], predicted[rows], shown.class_names, n=len(rows)),
+        folder / "sample_predictions.png",
     )
 
 
-def _save_run(folder: Path, params, config: TrainConfig, result, summary: dict, splits) -> None:
-    """model.npz, history.csv, metrics.json and the figures of one trained network."""
+def _train_and_save(args, config: TrainConfig, splits, folder: Path, on_dev: bool = False):
+    """Train `config` on splits.train (and splits.dev with `on_dev`), score it on every split it
+    did not train on, and write model.npz, history.csv, metrics.json and the run's figures.
+
+    Returns metrics.json's dict: scores ({split: {accuracy, loss, rows}}), seconds (training
+    wall-clock), epochs_run, stopped, message, layer_sizes, config, data.
+    """
+    train_set = tune.train_and_dev(splits) if on_dev else splits.train
+    start = time.perf_counter()
+    result = _fit(args, config, train_set, None if on_dev else splits.dev, desc="refit" if on_dev else "train")
+    seconds = time.perf_counter() - start
+    params = result.best_params
+    parts = {"train": train_set} if on_dev else {"train": splits.train, "dev": splits.dev}
+    scores = _scores(params, {**parts, "test": splits.test})
+    data = {
+        "source": str(args.data),
+        "seed": args.seed,
+        "trained_on": "train + dev" if on_dev else "train",
+        **{f"{part}_rows": _rows(getattr(splits, part)) for part in ("train", "dev", "test")},
+    }
     save_model(
         folder / "model.npz",
         params,
-        {
-            "class_names": list(splits.train.class_names),
-            "training_config": attrs.asdict(config),
-            "metrics": summary["scores"],
-            "data": summary["data"],
-        },
+        {"class_names": list(splits.train.class_names), "training_config": attrs.asdict(config), "metrics": scores, "data": data},
     )
     _write_csv(folder / "history.csv", result.history)
-    _write_json(folder / "metrics.json", summary)
-    shown = splits.test if _rows(splits.test) else splits.dev if _rows(splits.dev) else splits.train
-    _run_figures(folder, params, result.history, shown)
-
-
-def _summary(config: TrainConfig, result, scores: dict, seconds: float, args, splits) -> dict:
-    return {
+    summary = {
         "scores": scores,
         "seconds": seconds,
         "epochs_run": result.state.epoch,
         "stopped": result.stopped,
         "message": result.message,
-        "layer_sizes": list(layer_sizes(result.state.params)),
+        "layer_sizes": list(layer_sizes(params)),
         "config": attrs.asdict(config),
-        "data": {
-            "source": str(args.data),
-            "seed": args.seed,
-            "train_rows": _rows(splits.train),
-            "dev_rows": _rows(splits.dev),
-            "test_rows": _rows(splits.test),
-        },
+        "data": data,
     }
+    _write_json(folder / "metrics.json", summary)
+    shown = next(part for part in (splits.test, splits.dev, train_set) if _rows(part))
+    _run_figures(folder, params, result.history, shown)
+    return summary
 
 
-def _print_scores(scores: dict, seconds: float) -> None:
-    shown = ", ".join(f"{name} accuracy {s['accuracy']:.4f}" for name, s in scores.items())
-    print(f"{shown}; trained in {seconds:.1f} s")
+def _print_summary(summary: dict, out: Path) -> None:
+    scores = ", ".join(f"{name} accuracy {s['accuracy']:.4f}" for name, s in summary["scores"].items())
+    print(f"{summary['message']}; {scores}; trained in {summary['seconds']:.1f} s")
+    print(f"wrote {out}/")
 
 
 # ---------------------------------------------------------------- commands
@@ -538,16 +539,8 @@ def run_train(args) -> int:
             f"{config.optimizer} lr {config.lr:g} ({config.schedule}), batch {config.batch_size}, "
             f"{config.epochs} epochs"
         )
-        start = time.perf_counter()
-        result = _fit(args, config, splits.train, splits.dev)
-        seconds = time.perf_counter() - start
-        params = result.best_params
-        scores = _scores(params, {"train": splits.train, "dev": splits.dev, "test": splits.test})
-        summary = _summary(config, result, scores, seconds, args, splits)
-        _save_run(folder, params, config, result, summary, splits)
-    print(result.message)
-    _print_scores(scores, seconds)
-    print(f"wrote {out}/")
+        summary = _train_and_save(args, config, splits, folder)
+    _print_summary(summary, out)
     return 0
 
 
@@ -591,7 +584,7 @@ def run_tune(args) -> int:
             f"{n_points} grid points on {args.workers} worker(s), {base.epochs} epochs each"
         )
         executor = _worker_pool(args.workers)
-        bar = tqdm(total=n_points, desc="tune", unit="run", disable=_bar_disabled(args), file=sys.stderr)
+        bar = tqdm(total=n_points, desc="tune", unit="run", disable=not _show_progress(args), file=sys.stderr)
         try:
             results = tune.grid_search(
                 args.seed, grid, splits, base=base, executor=executor, on_result=lambda row: bar.update()
@@ -601,27 +594,17 @@ def run_tune(args) -> int:
             executor.shutdown(wait=True, cancel_futures=True)  # after a failure or Ctrl-C, start no more runs
         shown = _display_hidden(results)
         _write_csv(folder / "tune.csv", shown)
-        _save_figure(folder, "tune_heatmap.png", plots.tuning_heatmap(shown))
+        plots.save_figure(plots.tuning_heatmap(shown), folder / "tune_heatmap.png")
 
         best = tune.best_config(results, base)
-        refit_set = tune.train_and_dev(splits) if args.refit_on_dev else splits.train
-        start = time.perf_counter()
-        result = _fit(args, best, refit_set, None if args.refit_on_dev else splits.dev, desc="refit")
-        seconds = time.perf_counter() - start
-        params = result.best_params
-        parts = {"train": refit_set} if args.refit_on_dev else {"train": splits.train, "dev": splits.dev}
-        scores = _scores(params, {**parts, "test": splits.test})
-        summary = _summary(best, result, scores, seconds, args, splits)
-        summary["refit_on_dev"] = args.refit_on_dev
-        _save_run(folder, params, best, result, summary, splits)
+        summary = _train_and_save(args, best, splits, folder, on_dev=args.refit_on_dev)
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(
         f"best on dev: hidden {_format_sizes(best.hidden)}, l2 {best.l2:g}, lr {best.lr:g}; refit on "
         f"{'train + dev' if args.refit_on_dev else 'train'}"
     )
-    _print_scores(scores, seconds)
-    print(f"wrote {out}/")
+    _print_summary(summary, out)
     return 0
 
 
@@ -650,7 +633,7 @@ def run_evaluate(args) -> int:
     params, meta = load_model(args.model)
     out = args.out or _default_out("evaluate-")
     with staged_folder(out) as folder:
-        dataset = _labelled_source(args.data, bool(args.progress))
+        dataset = _labelled_source(args.data, _show_progress(args))
         _check_model_fits(args.model, params, dataset)
         names = [str(name) for name in meta["class_names"]]
         proba = predict_proba(params, dataset.X)
@@ -684,13 +667,12 @@ def run_evaluate(args) -> int:
                 "most_confident_errors": errors.to_dict(orient="records"),
             },
         )
-        _save_figure(folder, "confusion_matrix.png", plots.confusion_matrix_figure(cm, names))
-        _save_figure(folder, "reliability_diagram.png", plots.reliability_diagram(reliability))
+        plots.save_figure(plots.confusion_matrix_figure(cm, names), folder / "confusion_matrix.png")
+        plots.save_figure(plots.reliability_diagram(reliability), folder / "reliability_diagram.png")
         if len(wrong):
-            _save_figure(
-                folder,
-                "confident_errors.png",
+            plots.save_figure(
                 plots.sample_predictions(dataset.X[wrong], dataset.y[wrong], predicted[wrong], names, n=len(wrong)),
+                folder / "confident_errors.png",
             )
     print(f"accuracy: {accuracy:.4f}")
     print(f"{_rows(dataset)} rows of {dataset.source}, mean cross-entropy {loss:.4f}")
@@ -728,7 +710,7 @@ def run_predict(args) -> int:
         X = np.stack([load_digit_image(path) for path in images])
     else:
         source = args.data[0]
-        progress = bool(args.progress)
+        progress = _show_progress(args)
         dataset = load_test_set(source, progress=progress) or load_dataset(source, progress=progress)
         _check_model_fits(args.model, params, attrs.evolve(dataset, y=None))
         X = dataset.X

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -360,7 +361,7 @@ def test_an_existing_run_folder_is_never_overwritten(capsys, tmp_path):
 def test_compare_optimizers_script_runs(tmp_path):
     done = subprocess.run(
         [sys.executable, "scripts/compare_optimizers.py", "--epochs", "1", "--hidden", "8", "--out", str(tmp_path)],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
+        capture_output=True, text=True, cwd=REPO, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(tmp_path / "optimizers.csv")
