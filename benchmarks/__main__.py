@@ -3,10 +3,10 @@
     python -m benchmarks                 # every benchmark, every grid point
     python -m benchmarks -k Epoch -k Evaluate --quick
 
-For each class, grid point and `time_*` method: the median seconds (at least 5 calls, more
-within a small time budget; 3 with --quick), and for classes rated against the BLAS floor
+For each class, grid point and `time_*` method: the median and minimum seconds (at least 5
+calls, more within a 1 s budget; 3 with --quick), and for classes rated against the BLAS floor
 (see benchmarks/common.py) the GFLOP/s and the floor fraction = floor seconds / median
-seconds. `peakmem_*` and `track_*` methods are asv's (peak RSS needs a process per benchmark;
+seconds (GFLOP/s and floor from the median). `peakmem_*` and `track_*` methods are asv's (peak RSS needs a process per benchmark;
 the track figures are the columns here), so this runner does not call them.
 """
 
@@ -20,6 +20,7 @@ import os
 import pkgutil
 import platform
 import re
+import statistics
 import sys
 from collections.abc import Iterator
 
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
     min_repeat, budget = (3, 0.0) if args.quick else (5, 1.0)
 
     print(machine_line())
-    header = f"{'benchmark':<44} {'params':<32} {'median':>10} {'GFLOP/s':>8} {'floor':>6}"
+    header = f"{'benchmark':<44} {'params':<26} {'median':>10} {'min':>10} {'GFLOP/s':>8} {'floor':>6}"
     print(header)
     print("-" * len(header))
     for cls in benchmark_classes():
@@ -88,13 +89,14 @@ def main(argv=None) -> int:
                 bench.setup(*point)
             for m in methods:
                 method = getattr(bench, m)
-                seconds = common.median_seconds(lambda: method(*point), min_repeat=min_repeat, budget=budget)
+                times = common.timings(lambda: method(*point), min_repeat=min_repeat, budget=budget)
+                seconds = statistics.median(times)
                 flops = getattr(bench, "flops", None)
                 floor = getattr(bench, "floor_seconds", None)
                 rate = f"{flops / seconds / 1e9:8.1f}" if flops else " " * 8
                 frac = f"{floor / seconds:6.2f}" if floor else " " * 6
                 label = ", ".join(map(str, point))
-                print(f"{cls.__name__ + '.' + m:<44} {label:<32} {format_seconds(seconds):>10} {rate} {frac}",
+                print(f"{cls.__name__ + '.' + m:<44} {label:<26} {format_seconds(seconds):>10} {format_seconds(min(times)):>10} {rate} {frac}",
                       flush=True)
             if hasattr(bench, "teardown"):
                 bench.teardown(*point)

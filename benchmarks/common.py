@@ -89,15 +89,20 @@ def batch_sizes(n: int, batch: int) -> tuple[int, ...]:
     return (batch,) * (n // batch) + ((n % batch,) if n % batch else ())
 
 
-def median_seconds(fn: Callable[[], object], *, min_repeat: int = 5, budget: float = 0.5) -> float:
-    """Median wall-clock seconds of fn(): at least min_repeat calls, more while within budget."""
+def timings(fn: Callable[[], object], *, min_repeat: int = 5, budget: float = 0.5) -> list[float]:
+    """Wall-clock seconds of repeated fn() calls: at least min_repeat, more while within budget."""
     times = []
     start = time.perf_counter()
     while len(times) < min_repeat or time.perf_counter() - start < budget:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(fn: Callable[[], object], *, min_repeat: int = 5, budget: float = 0.5) -> float:
+    """Median of `timings(fn)`: the figure asv reports for time_* benchmarks."""
+    return statistics.median(timings(fn, min_repeat=min_repeat, budget=budget))
 
 
 def product_operands(products: tuple[Product, ...], dtype: str = "float32") -> list[tuple]:
