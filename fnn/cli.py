@@ -618,6 +618,10 @@ def run_tune(args) -> int:
     return 0
 
 
+def _is_image(path: str) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
 def _rows_to_score(source: str, layout: str, progress: bool) -> Dataset:
     """The official test set when the source has one (MNIST, Fashion-MNIST, an IDX folder),
     else every row of the source."""
@@ -635,16 +639,20 @@ def _labelled_source(source: str, layout: str, progress: bool) -> Dataset:
 def _check_model_fits(model_path: Path, params, dataset: Dataset) -> None:
     sizes = layer_sizes(params)
     if sizes[0] != dataset.X.shape[1]:
-        raise ModelFileError(f"{model_path}: the model takes {sizes[0]} inputs but {dataset.source} rows have {dataset.X.shape[1]} pixels")
+        raise ModelFileError(
+            f"{model_path}: the model takes {sizes[0]} inputs but {dataset.source} rows have "
+            f"{dataset.X.shape[1]} pixels; use a model trained on such images"
+        )
     if dataset.y is not None and len(dataset.class_names) != sizes[-1]:
         raise ModelFileError(
-            f"{model_path}: the model has {sizes[-1]} classes but {dataset.source} has {len(dataset.class_names)}"
+            f"{model_path}: the model has {sizes[-1]} classes but {dataset.source} has "
+            f"{len(dataset.class_names)}; use a model trained on these classes"
         )
 
 
 def run_evaluate(args) -> int:
     """fnn evaluate: accuracy, per-class table, confusion matrix, confident errors, calibration."""
-    if Path(args.data).suffix.lower() in IMAGE_SUFFIXES:
+    if _is_image(args.data):
         raise DataError(f"{args.data} is an image, which has no label to score against; use fnn predict for images")
     params, meta = load_model(args.model)
     out = args.out or _default_out("evaluate-")
@@ -701,10 +709,6 @@ def run_evaluate(args) -> int:
     print(f"\nexpected calibration error: {ece:.4f} ({len(reliability)} bins)")
     print(f"wrote {out}/")
     return 0
-
-
-def _is_image(path: str) -> bool:
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
 def _write_submission(path: Path, predicted: np.ndarray) -> None:
