@@ -510,12 +510,19 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> Optimizer:
     return adam(lr)
 
 
-def train(rng: np.random.Generator, config: TrainConfig, train_set, dev_set=None, callback=None) -> FitResult:
+def train(
+    rng: np.random.Generator,
+    config: TrainConfig,
+    train_set,
+    dev_set=None,
+    callback: Callable[[dict], Any] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> FitResult:
     """Build a He-initialised network of widths (n_0, *config.hidden, k) and `fit` it.
 
     train_set, dev_set: Datasets or (X, y) pairs. k is the number of class names of a Dataset,
     else max(y) + 1 of the training labels. rng is split in two: one stream initialises the
-    weights, the other drives `fit`.
+    weights, the other drives `fit`. callback and clock are passed on to `fit`.
     """
     X, y = _arrays("train_set", train_set)
     classes = len(train_set.class_names) if hasattr(train_set, "class_names") else int(np.max(y)) + 1
@@ -535,4 +542,5 @@ def train(rng: np.random.Generator, config: TrainConfig, train_set, dev_set=None
         patience=config.patience if dev_set is not None else None,
         monitor=config.monitor,
         callback=callback,
+        clock=clock,
     )

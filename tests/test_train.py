@@ -321,5 +321,7 @@ def test_train_runs_a_config_end_to_end(data):
     assert [layer.W.shape for layer in result.state.params.layers] == [(20, 8), (8, 8), (8, 3)]
     assert "dead_frac_2" in result.history and "dead_frac_3" not in result.history
     assert result.history.dev_acc.max() > 0.8
-    again = train(np.random.default_rng(0), config, (X, y), dev)
+    ticks = itertools.count()
+    again = train(np.random.default_rng(0), config, (X, y), dev, clock=lambda: next(ticks))
     assert np.array_equal(again.best_params.layers[0].W, result.best_params.layers[0].W)
+    assert again.history.seconds.tolist() == list(range(1, len(again.history) + 1))
