@@ -55,9 +55,19 @@ def grid_points(grid: Mapping[str, Sequence]) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[key] for key in keys))]
 
 
-def point_seeds(seed: int, n: int) -> list[int]:
-    """n int seeds, seed i drawn from child i of SeedSequence(seed): fixed by (seed, i) alone."""
-    return [int(child.generate_state(1, np.uint32)[0]) for child in np.random.SeedSequence(seed).spawn(n)]
+def point_seeds(seed: int | np.random.SeedSequence | np.random.Generator, n: int) -> list[int]:
+    """n int seeds; seed i is drawn from child i of `seed`'s SeedSequence, so an int master seed
+    fixes every point's seed by (seed, i) alone.
+
+    seed: an int (the usual, reproducible case), or a SeedSequence / Generator, whose spawn
+    counter advances as numpy's `spawn` does: a second call on the same object gives new seeds.
+    """
+    if isinstance(seed, np.random.Generator):
+        children = [child.bit_generator.seed_seq for child in seed.spawn(n)]
+    else:
+        sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        children = sequence.spawn(n)
+    return [int(child.generate_state(1, np.uint32)[0]) for child in children]
 
 
 def train_point(config: TrainConfig, train_set: Dataset, dev_set: Dataset) -> dict:
@@ -84,7 +94,7 @@ def train_point(config: TrainConfig, train_set: Dataset, dev_set: Dataset) -> di
 
 
 def grid_search(
-    seed: int,
+    seed: int | np.random.SeedSequence | np.random.Generator,
     grid: Mapping[str, Sequence],
     splits: Splits,
     *,
@@ -94,7 +104,8 @@ def grid_search(
 ) -> pd.DataFrame:
     """Train `base` evolved by each grid point on splits.train and score it on splits.dev.
 
-    seed: the master seed; point i trains with `point_seeds(seed, n)[i]`.
+    seed: the master seed (or a SeedSequence / Generator); point i trains with
+        `point_seeds(seed, n)[i]`.
     grid: {TrainConfig field: values}, see `grid_points`.
     splits: only .train and .dev are read (and sent to the executor); .test is never touched.
     executor: runs the points (`executor.submit(train_point, config, train, dev)`); None runs

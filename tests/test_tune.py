@@ -72,6 +72,8 @@ def test_a_point_seed_depends_on_the_master_seed_and_its_position_only(seed, n, 
     assert point_seeds(seed, n + extra)[:n] == seeds  # a bigger grid keeps the earlier seeds
     assert len(set(seeds)) == n
     assert point_seeds(seed + 1, n) != seeds
+    assert point_seeds(np.random.SeedSequence(seed), n) == seeds  # a fresh sequence is the int's
+    assert point_seeds(np.random.default_rng(seed), n) == point_seeds(np.random.default_rng(seed), n)
 
 
 # ---------------------------------------------------------------- the search
