@@ -416,17 +416,9 @@ def fit(
 # ---------------------------------------------------------------- configuration
 
 
-def _positive_int(instance, attribute, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{attribute.name} must be a positive int, got {value!r}")
-
-
-def _optional(validator):
-    def check(instance, attribute, value):
-        if value is not None:
-            validator(instance, attribute, value)
-
-    return check
+def _count_field(allow_none: bool = False):
+    """An attrs validator: a positive int (or None when allowed), as `fit` checks its counts."""
+    return lambda instance, attribute, value: _check_count(attribute.name, value, allow_none)
 
 
 def _non_negative(instance, attribute, value):
@@ -480,7 +472,7 @@ class TrainConfig:
     """
 
     hidden: tuple[int, ...] = attrs.field(default=(128,), converter=tuple, validator=_hidden_sizes)
-    epochs: int = attrs.field(default=30, validator=_positive_int)
+    epochs: int = attrs.field(default=30, validator=_count_field())
     batch_size: int | str | None = attrs.field(default=128, validator=_batch_size_field)
     optimizer: str = attrs.field(default="sgd", validator=_one_of(OPTIMIZERS))
     lr: float = attrs.field(default=0.2, validator=_positive)
@@ -488,9 +480,9 @@ class TrainConfig:
     nesterov: bool = False
     l2: float = attrs.field(default=0.3, validator=_non_negative)
     schedule: str = attrs.field(default="cosine", validator=_one_of(SCHEDULES))
-    patience: int | None = attrs.field(default=None, validator=_optional(_positive_int))
+    patience: int | None = attrs.field(default=None, validator=_count_field(allow_none=True))
     monitor: str = attrs.field(default="dev_acc", validator=_one_of(MONITORS))
-    eval_every: int | None = attrs.field(default=None, validator=_optional(_positive_int))
+    eval_every: int | None = attrs.field(default=None, validator=_count_field(allow_none=True))
     seed: int = 0
 
 
