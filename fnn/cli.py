@@ -174,11 +174,16 @@ def _add_layout_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _data_flags(seeded: bool) -> argparse.ArgumentParser:
-    """--data, and for commands that split it: --dev, --test, --seed."""
+    """--data (and --layout); for commands that split it also --dev, --test, --seed.
+
+    Commands that only score (evaluate) must name their data: a default of 'sample' would
+    quietly score a model on the very digits `fnn train` trained it on.
+    """
     flags = _Parser(add_help=False)
     flags.add_argument(
         "--data",
-        default="sample",
+        default="sample" if seeded else None,
+        required=not seeded,
         help="'sample' (5,000 MNIST digits bundled with fnn), 'mnist', 'fashion-mnist', "
         "a Kaggle-layout CSV (.csv or .csv.gz), or a folder of IDX files",
     )
@@ -298,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Print 'accuracy: 0.XXXX', per-class precision/recall/F1, the confusion matrix, the "
             "most confidently wrong examples and the expected calibration error of --model on "
             "--data (the official test set for MNIST, Fashion-MNIST and IDX folders; every row "
-            "of a CSV or the sample), and write metrics.json, confusion_matrix.png, "
+            "of a CSV or of the sample, whose rows fnn train's split used), and write metrics.json, confusion_matrix.png, "
             "confident_errors.png and reliability_diagram.png into --out."
         ),
     )
