@@ -44,6 +44,7 @@ FASHION_FAST = attrs.evolve(FASHION, epochs=8)  # the same recipe with a shorter
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+PARTS = ("sample", "seed", "fashion")
 
 
 def sample_run(config: TrainConfig, seed: int, clock) -> dict:
@@ -127,7 +128,7 @@ def report_time_to(target: float, config: TrainConfig, splits, every: int, clock
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="*", default=["sample", "seed", "fashion"], choices=["sample", "seed", "fashion"])
+    parser.add_argument("parts", nargs="*", help=f"what to measure, any of {PARTS} (default: all)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds for the sample runs")
     parser.add_argument("--threads", type=int, default=None, help="BLAS threads (default: as installed)")
     parser.add_argument("--every", type=int, default=100, help="updates between test checks (fashion)")
@@ -138,6 +139,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     clock = CLOCKS[args.clock]
+    parts = args.parts or PARTS
+    if set(parts) - set(PARTS):
+        parser.error(f"unknown part(s) {sorted(set(parts) - set(PARTS))}: choose from {PARTS}")
 
     with threadpool_limits(args.threads):
         blas = [(i["internal_api"], i.get("version"), i["num_threads"]) for i in threadpool_info()]
@@ -145,11 +149,11 @@ def main() -> None:
             f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; BLAS {blas}; "
             f"clock {args.clock}; load average {os.getloadavg()[0]:.1f}"
         )
-        if "sample" in args.parts:
+        if "sample" in parts:
             report_sample("sample, default TrainConfig", TrainConfig(), args.seeds, clock)
-        if "seed" in args.parts:
+        if "seed" in parts:
             report_sample("sample, the seed notebook's recipe", SEED_RECIPE, args.seeds, clock)
-        if "fashion" in args.parts:
+        if "fashion" in parts:
             report_fashion(FASHION, FASHION_FAST, args.every, clock)
         print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
