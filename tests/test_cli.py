@@ -281,7 +281,9 @@ def tune_table(capsys, tmp_path: Path, workers: int) -> tuple[pd.DataFrame, str,
     return pd.read_csv(out / "tune.csv"), printed, out
 
 
-def test_tune_with_two_workers_equals_one_worker(capsys, tmp_path):
+def test_tune_with_two_workers_equals_one_worker(capsys, tmp_path, monkeypatch):
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(variable, raising=False)  # tune sets them for its workers; undo after
     one, printed, out = tune_table(capsys, tmp_path, 1)
     two, _, _ = tune_table(capsys, tmp_path, 2)
     pd.testing.assert_frame_equal(one.drop(columns="seconds"), two.drop(columns="seconds"))
