@@ -65,10 +65,11 @@ def assert_real_png(path: Path) -> None:
 def run_dir(tmp_path_factory) -> tuple[Path, str]:
     """One tiny `fnn train` on the bundled sample, shared by the evaluate/predict tests."""
     out = tmp_path_factory.mktemp("train") / "run"
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        status = main(["train", *TINY, "--out", str(out)])
+    printed, bar = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(bar):
+        status = main(["train", *TINY, "--progress", "--out", str(out)])
     assert status == 0
+    assert "2/2" in bar.getvalue() and "epoch" in bar.getvalue()  # --progress: a tqdm bar on stderr
     return out, printed.getvalue()
 
 
