@@ -22,6 +22,7 @@ import platform
 import re
 import statistics
 import sys
+import time
 from collections.abc import Iterator
 
 import benchmarks
@@ -72,10 +73,27 @@ def main(argv=None) -> int:
     parser.add_argument("-k", action="append", default=[], metavar="REGEX",
                         help="only benchmarks whose Class.method matches (repeatable)")
     parser.add_argument("--quick", action="store_true", help="3 calls per figure, no time budget")
+    parser.add_argument("--threads", type=int, help="limit BLAS threads (threadpoolctl) for the whole run")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: time.perf_counter (asv's); cpu: time.process_time, robust to other load")
     args = parser.parse_args(argv)
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        limits = threadpool_limits(args.threads)
+    clock, common.CLOCK = common.CLOCK, {"wall": time.perf_counter, "cpu": time.process_time}[args.clock]
+    try:
+        return run(args)
+    finally:
+        common.CLOCK = clock
+        if args.threads:
+            limits.restore_original_limits()
+
+
+def run(args) -> int:
     min_repeat, budget = (3, 0.0) if args.quick else (5, 1.0)
 
-    print(machine_line())
+    print(machine_line() + f", clock {args.clock}")
     header = f"{'benchmark':<44} {'params':<26} {'median':>10} {'min':>10} {'GFLOP/s':>8} {'floor':>6}"
     print(header)
     print("-" * len(header))

@@ -103,3 +103,13 @@ def test_side_by_side_summary_table_and_ratios():
     assert sbs.ratios([fnn_row, slow]) == ["784-128-10: fnn / pytorch seconds per epoch = 0.33"]
     text = sbs.table([fnn_row, slow], markdown=True)
     assert text.splitlines()[0].startswith("| framework | arch |") and len(text.splitlines()) == 4
+
+
+def test_runner_cpu_clock_and_thread_limit_are_undone_afterwards(tiny, capsys):
+    from threadpoolctl import threadpool_info
+
+    before = [i["num_threads"] for i in threadpool_info()]
+    assert runner.main(["-k", "EachProduct", "--quick", "--clock", "cpu", "--threads", "1"]) == 0
+    assert "clock cpu" in capsys.readouterr().out
+    assert common.CLOCK is __import__("time").perf_counter
+    assert [i["num_threads"] for i in threadpool_info()] == before
