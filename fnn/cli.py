@@ -161,6 +161,12 @@ def _common_flags() -> argparse.ArgumentParser:
         default=None,
         help="show progress bars on stderr (default: only when stderr is a terminal)",
     )
+    common.add_argument(
+        "--threads", type=_positive_int, default=None,
+        help="BLAS threads for this process (default: the BLAS's own choice, one per core); "
+        "1 avoids waiting on a busy core, often the faster choice for networks as small as "
+        "the sample's (needs threadpoolctl)",
+    )
     common.add_argument("--debug", action="store_true", help="on an error, print the full traceback too")
     return common
 
@@ -799,6 +805,20 @@ def _hint(error: BaseException, command: str) -> str | None:
 USER_ERRORS = (ValueError, OSError)
 
 
+def _blas_threads(n: int | None):
+    """A context that limits this process's BLAS to n threads (through threadpoolctl); None: as is."""
+    if n is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits  # optional: only --threads needs it
+    except ImportError:
+        raise ValueError(
+            "--threads needs the threadpoolctl package: pip install threadpoolctl "
+            "(or set OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before starting fnn)"
+        ) from None
+    return threadpool_limits(limits=n, user_api="blas")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run `fnn` with `argv` (default: sys.argv[1:]) and return the exit status.
 
@@ -813,7 +833,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help prints and exits 0
         return int(done.code or 0)
     try:
-        return args.run(args)
+        with _blas_threads(args.threads):
+            return args.run(args)
     except KeyboardInterrupt:
         print("fnn: interrupted; no output was written", file=sys.stderr)
         return 130

@@ -225,6 +225,19 @@ def test_gradcheck_fails_with_status_1_when_the_tolerance_is_missed(capsys, monk
     assert "FAIL" in out
 
 
+def test_threads_limits_the_blas_while_the_command_runs(capsys, monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    seen = []
+
+    def spy(rng, sizes, batch, l2):
+        seen.extend(info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas")
+        return [("W1", 1e-9)]
+
+    monkeypatch.setattr("fnn.cli.check_grads", spy)
+    status, _, _ = run(capsys, "gradcheck", "--threads", "1")
+    assert status == 0 and seen and set(seen) == {1}
+
+
 # ---------------------------------------------------------------- usage errors
 
 
