@@ -76,8 +76,7 @@ def train_point(config: TrainConfig, train_set: Dataset, dev_set: Dataset) -> di
     Returns {dev_acc, dev_loss, seconds, epochs_run, stopped}: accuracy and mean cross-entropy
     (no L2 term) on dev_set of the params the run returns (`FitResult.best_params`, those of
     its best dev evaluation), training seconds (evaluations excluded), epochs completed, and
-    how the run ended. A run that diverged scores NaN, so it can never
-    be chosen.
+    how the run ended. A run that diverged scores NaN, so it can never be chosen.
     """
     result = train(np.random.default_rng(config.seed), config, train_set, dev_set)
     dev_loss, dev_acc = evaluate(result.best_params, dev_set.X, dev_set.y)
