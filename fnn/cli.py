@@ -150,8 +150,6 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-_FORMATTER = _Formatter
-
 
 def _common_flags() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
@@ -249,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd = commands.add_parser(
         "train",
         parents=[_data_flags(seeded=True), _training_flags(search=False), common],
-        formatter_class=_FORMATTER,
+        formatter_class=_Formatter,
         help="train a network and write the model, its history, metrics and figures",
         description=(
             "Split the data (seeded, stratified), train a 784-hidden-10 ReLU network on the train "
@@ -265,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune_cmd = commands.add_parser(
         "tune",
         parents=[_data_flags(seeded=True), _training_flags(search=True), common],
-        formatter_class=_FORMATTER,
+        formatter_class=_Formatter,
         help="grid-search hidden width, l2 and learning rate on the dev split",
         description=(
             "Train one network per point of the grid --hiddens x --l2s x --lrs (in parallel over "
@@ -303,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmd = commands.add_parser(
         "evaluate",
         parents=[_data_flags(seeded=False), common],
-        formatter_class=_FORMATTER,
+        formatter_class=_Formatter,
         help="score a saved model on labelled data: accuracy, per-class table, calibration",
         description=(
             "Print 'accuracy: 0.XXXX', per-class precision/recall/F1, the confusion matrix, the "
@@ -321,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict_cmd = commands.add_parser(
         "predict",
         parents=[common],
-        formatter_class=_FORMATTER,
+        formatter_class=_Formatter,
         help="label new digits: a Kaggle test.csv to a submission file, or PNG/JPEG images",
         description=(
             "Predict a label for every row of --data and write Kaggle's submission format "
@@ -343,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     gradcheck = commands.add_parser(
         "gradcheck",
         parents=[common],
-        formatter_class=_FORMATTER,
+        formatter_class=_Formatter,
         help="compare backprop's gradients with central differences",
         description=(
             "Build a small random float64 network, compute the gradient of the loss by backprop "
