@@ -841,5 +841,5 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         hint = _hint(error, args.command)
-        print(f"fnn: error: {message}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        print(f"fnn: error: {message.rstrip('.')}; {hint}" if hint else f"fnn: error: {message}", file=sys.stderr)
         return 2
