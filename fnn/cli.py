@@ -27,6 +27,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from fnn import metrics, plots, tune
@@ -163,7 +164,7 @@ def _common_flags() -> argparse.ArgumentParser:
         "--threads", type=_positive_int, default=None,
         help="BLAS threads for this process (default: the BLAS's own choice, one per core); "
         "1 avoids waiting on a busy core, often the faster choice for networks as small as "
-        "the sample's (needs threadpoolctl)",
+        "the sample's",
     )
     common.add_argument("--debug", action="store_true", help="on an error, print the full traceback too")
     return common
@@ -807,13 +808,6 @@ def _blas_threads(n: int | None):
     """A context that limits this process's BLAS to n threads (through threadpoolctl); None: as is."""
     if n is None:
         return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits  # optional: only --threads needs it
-    except ImportError:
-        raise ValueError(
-            "--threads needs the threadpoolctl package: pip install threadpoolctl "
-            "(or set OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before starting fnn)"
-        ) from None
     return threadpool_limits(limits=n, user_api="blas")
 
 

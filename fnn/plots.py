@@ -112,7 +112,7 @@ def training_metrics(history: pd.DataFrame) -> Figure:
         ax.grid(alpha=0.3)
         ax.legend()
     ax_acc.set_ylabel("accuracy")
-    ax_loss.set_ylabel("cross-entropy loss (+ L2 term)")
+    ax_loss.set_ylabel("cross-entropy loss (no L2 term)")
     last = history.iloc[-1]
     summary = f"after {int(last['step'])} steps: train accuracy {last['train_acc']:.4f}"
     if np.isfinite(last["dev_acc"]):

@@ -226,7 +226,7 @@ def test_gradcheck_fails_with_status_1_when_the_tolerance_is_missed(capsys, monk
 
 
 def test_threads_limits_the_blas_while_the_command_runs(capsys, monkeypatch):
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threadpoolctl
     seen = []
 
     def spy(rng, sizes, batch, l2):
