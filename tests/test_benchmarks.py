@@ -3,11 +3,17 @@ runner prints its table, and the BLAS-floor bookkeeping counts the right product
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from benchmarks import __main__ as runner
-from benchmarks import common
+# benchmarks/ sits beside fnn/ in the checkout but is not installed with it
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import __main__ as runner  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 
 @pytest.fixture
@@ -82,7 +88,6 @@ def test_cached_inputs_are_read_only_and_reproducible():
 
 def load_side_by_side():
     import importlib.util
-    from pathlib import Path
 
     path = Path(__file__).resolve().parent.parent / "scripts" / "side_by_side.py"
     spec = importlib.util.spec_from_file_location("side_by_side", path)
