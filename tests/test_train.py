@@ -221,6 +221,15 @@ def test_same_seed_same_bits(data):
     assert not np.array_equal(a.state.params.layers[0].W, c.state.params.layers[0].W)
 
 
+def test_train_columns_use_a_fixed_subset_when_asked(data):
+    (X, y), _ = data
+    result = fit(np.random.default_rng(0), small_params(), sgd(0.05, 0.9), (X, y), epochs=3, batch_size=32, train_eval_size=50)
+    assert (result.history.train_acc * 50).round(9).apply(float.is_integer).all()  # a count out of 50 rows
+    full = fit(np.random.default_rng(0), small_params(), sgd(0.05, 0.9), (X, y), epochs=3, batch_size=32)
+    assert full.history.train_acc.iloc[-1] == evaluate(full.state.params, X, y)[1]
+    assert np.array_equal(full.state.params.layers[0].W, result.state.params.layers[0].W)  # evaluation never perturbs training
+
+
 def test_float32_is_kept_through_a_fit(data):
     (X, y), dev = data
     result = fit(np.random.default_rng(0), small_params(), adam(1e-2), (X.astype(np.float64), y), dev, epochs=2)
