@@ -345,6 +345,8 @@ def _read_uint8_table(path: Path, columns: tuple[str, ...], header_lines: int) -
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise DataError(f"{path}: gzip data is truncated or corrupt ({error})") from None
     except (ValueError, OverflowError):
+        frame = None
+    if frame is None or _has_words(path, header_lines):
         frame = pd.read_csv(path, low_memory=False, **options)
     if frame.shape[1] != len(columns):
         raise DataError(
@@ -357,7 +359,10 @@ def _read_uint8_table(path: Path, columns: tuple[str, ...], header_lines: int) -
         bad = values > top
     else:
         numbers = frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~(numbers >= 0) | (numbers > top) | (numbers != np.rint(numbers))
+        # pandas reads a column of only TRUE/FALSE cells as bool, which to_numeric would
+        # turn into 1/0: such cells are words, not pixel values.
+        words = np.array([pd.api.types.is_bool_dtype(dtype) for dtype in frame.dtypes])
+        bad = ~(numbers >= 0) | (numbers > top) | (numbers != np.rint(numbers)) | words
         values = None if bad.any() else numbers.astype(np.uint8)
     if bad.any():
         row, col = divmod(int(np.argmax(bad)), len(columns))
@@ -369,6 +374,20 @@ def _read_uint8_table(path: Path, columns: tuple[str, ...], header_lines: int) -
             f"got {repr(text) if isinstance(text, str) and text.strip() else 'an empty cell'}"
         )
     return values
+
+
+def _has_words(path: Path, header_lines: int) -> bool:
+    """Whether a letter (any byte from b"A" up) appears after the header.
+
+    pandas' C parser silently reads a column of TRUE/FALSE cells as 1/0 even when asked for
+    integers, so such files must take the slow path, which reports the cell. Digits, signs,
+    dots, commas, quotes and line ends all sort below b"A".
+    """
+    with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as stream:
+        for _ in range(header_lines):
+            stream.readline()
+        body = np.frombuffer(stream.read(), dtype=np.uint8)
+    return body.size > 0 and int(body.max()) >= ord("A")
 
 
 def _describe(columns: tuple[str, ...]) -> str:

@@ -18,6 +18,7 @@ from fnn.data import (
     Splits,
     load_dataset,
     load_test_set,
+    read_csv,
     read_idx,
     split,
 )
@@ -71,7 +72,7 @@ def test_sample_is_5000_balanced_digits():
 
 
 def test_sample_matches_the_shared_csv():
-    shared = Path("/work/shared/data/mnist_5k.csv.gz")
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist_5k.csv.gz"
     if not shared.exists():
         pytest.skip(f"{shared} is not present")
     csv, sample = load_dataset(shared, layout="label-last"), load_dataset("sample")
@@ -206,6 +207,16 @@ def test_malformed_kaggle_files(tmp_path, mutate, expected):
     with pytest.raises(DataError, match="train.csv") as caught:
         load_dataset(path)
     assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize("word", ["FALSE", "TRUE", "true"])
+def test_a_column_of_words_is_not_read_as_zeros_and_ones(tmp_path, word):
+    # pandas' C parser turns an all-TRUE/FALSE column into 1/0 even when asked for uint8
+    pixels = np.zeros((2, 784), dtype=int)
+    text = kaggle_text(pixels, np.array([0, 0])).replace("\n0,", f"\n{word},")
+    path = write(tmp_path / "train.csv", text)
+    with pytest.raises(DataError, match=rf"line 2, column 1 \('label'\).*{word}"):
+        read_csv(path)
 
 
 def test_non_utf8_byte_is_a_bad_cell(tmp_path):
