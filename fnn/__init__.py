@@ -1,7 +1,7 @@
 """fnn: a from-scratch NumPy neural network — pure functions over frozen attrs records."""
 
-from fnn.gradcheck import check_grads, numeric_grads, relative_error
 from fnn.data import DataError, Dataset, Splits, load_dataset, load_test_set, split
+from fnn.gradcheck import check_grads, numeric_grads, relative_error
 from fnn.images import load_digit_image
 from fnn.io import ModelFileError, atomic_path, load_model, save_model
 from fnn.nn import (
