@@ -5,9 +5,10 @@
 
 For each class, grid point and `time_*` method: the median and minimum seconds (at least 5
 calls, more within a 1 s budget; 3 with --quick), and for classes rated against the BLAS floor
-(see benchmarks/common.py) the GFLOP/s and the floor fraction = floor seconds / median
-seconds (GFLOP/s and floor from the median). `peakmem_*` and `track_*` methods are asv's (peak RSS needs a process per benchmark;
-the track figures are the columns here), so this runner does not call them.
+(see benchmarks/common.py) the GFLOP/s and the floor fraction = floor seconds / seconds, both
+from minima (load from other processes only ever adds time). `peakmem_*` and `track_*` methods
+are asv's (peak RSS needs a process per benchmark; the track figures are the columns here), so
+this runner does not call them.
 """
 
 from __future__ import annotations
@@ -111,14 +112,15 @@ def run(args) -> int:
                 seconds = statistics.median(times)
                 flops = getattr(bench, "flops", None)
                 floor = getattr(bench, "floor_seconds", None)
-                rate = f"{flops / seconds / 1e9:8.1f}" if flops else " " * 8
-                frac = f"{floor / seconds:6.2f}" if floor else " " * 6
+                best = min(times)
+                rate = f"{flops / best / 1e9:8.1f}" if flops else " " * 8
+                frac = f"{floor / best:6.2f}" if floor else " " * 6
                 label = ", ".join(map(str, point))
-                print(f"{cls.__name__ + '.' + m:<44} {label:<26} {format_seconds(seconds):>10} {format_seconds(min(times)):>10} {rate} {frac}",
+                print(f"{cls.__name__ + '.' + m:<44} {label:<26} {format_seconds(seconds):>10} {format_seconds(best):>10} {rate} {frac}",
                       flush=True)
             if hasattr(bench, "teardown"):
                 bench.teardown(*point)
-    print("floor = BLAS seconds for the same matrix products / median seconds (1.00 is the ceiling)")
+    print("floor = best BLAS seconds for the same matrix products / best seconds (1.00 is the ceiling)")
     return 0
 
 
