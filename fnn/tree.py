@@ -6,14 +6,24 @@ piece of math is written for a single array and lifted to the whole tree with `t
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 import numpy as np
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The field names of an attrs class, or None for any other type (cached per type: the
+    training loop maps over the same few record types thousands of times a second)."""
+    return tuple(f.name for f in attrs.fields(cls)) if attrs.has(cls) else None
+
+
 def _children(tree):
     """The ordered children of an inner node, or None when `tree` is a leaf."""
-    if attrs.has(type(tree)):
-        return [getattr(tree, f.name) for f in attrs.fields(type(tree))]
+    names = _field_names(type(tree))
+    if names is not None:
+        return [getattr(tree, name) for name in names]
     if isinstance(tree, (tuple, list)):
         return list(tree)
     if isinstance(tree, dict):
@@ -23,9 +33,9 @@ def _children(tree):
 
 def _rebuild(tree, children):
     """A node of the same type as `tree` holding `children` (in `_children` order)."""
-    if attrs.has(type(tree)):
-        names = [f.name for f in attrs.fields(type(tree))]
-        return attrs.evolve(tree, **dict(zip(names, children)))
+    names = _field_names(type(tree))
+    if names is not None:
+        return type(tree)(**dict(zip(names, children)))
     if isinstance(tree, tuple):
         return type(tree)(*children) if hasattr(tree, "_fields") else tuple(children)
     if isinstance(tree, list):
@@ -44,7 +54,7 @@ def _describe(node) -> str:
 
 
 def _same_node(a, b) -> bool:
-    if attrs.has(type(a)) or isinstance(a, dict):
+    if _field_names(type(a)) is not None or isinstance(a, dict):
         return type(a) is type(b) and (not isinstance(a, dict) or sorted(a) == sorted(b))
     if isinstance(a, (tuple, list)):
         return isinstance(b, (tuple, list)) and type(a) is type(b) and len(a) == len(b)
