@@ -3,19 +3,15 @@ runner prints its table, and the BLAS-floor bookkeeping counts the right product
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-# benchmarks/ sits beside fnn/ in the checkout but is not installed with it
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import __main__ as runner
+from benchmarks import common
 
-from benchmarks import __main__ as runner  # noqa: E402
-from benchmarks import common  # noqa: E402
-
-import fnn  # noqa: E402
+import fnn
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ PyTorch is an optional peer (`pip install .[bench]`): without it this module is 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,10 +16,7 @@ import fnn
 
 torch = pytest.importorskip("torch")
 
-# benchmarks/ sits beside fnn/ in the checkout but is not installed with it
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.peers import torch_mlp, torch_value_and_grads  # noqa: E402
+from benchmarks.peers import torch_mlp, torch_value_and_grads
 
 
 def network_and_batch(seed: int, sizes: tuple[int, ...], m: int, dtype=np.float64):
