@@ -117,6 +117,11 @@ def training_metrics(history: pd.DataFrame) -> Figure:
     summary = f"after {int(last['step'])} steps: train accuracy {last['train_acc']:.4f}"
     if np.isfinite(last["dev_acc"]):
         summary += f", dev accuracy {last['dev_acc']:.4f}"
+        # the parameters fnn keeps are those of the best dev accuracy: show where they came from
+        best = history.loc[history["dev_acc"].idxmax()]
+        ax_acc.plot(best["step"], best["dev_acc"], "*", color=DEV, markersize=14, label="best dev")
+        ax_acc.legend()
+        summary += f"; best dev accuracy {best['dev_acc']:.4f} at step {int(best['step'])}"
     fig.suptitle(summary)
     return fig
 

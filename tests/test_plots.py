@@ -75,7 +75,13 @@ def test_training_metrics(tmp_path, dev):
     pd.testing.assert_frame_equal(history, before)
     ax_acc, ax_loss = fig.axes
     assert ax_acc.get_xlabel() == "iteration (step)" and "ccuracy" in ax_acc.get_title()
-    assert len(ax_acc.lines) == (2 if dev else 1)  # an all-NaN dev curve is not drawn
+    assert len(ax_acc.lines) == (3 if dev else 1)  # an all-NaN dev curve is not drawn
+    if dev:  # the best dev accuracy, whose parameters fnn keeps, is starred
+        star = ax_acc.lines[2]
+        best = history["dev_acc"].idxmax()
+        assert star.get_label() == "best dev"
+        assert star.get_xdata()[0] == history["step"][best] and star.get_ydata()[0] == history["dev_acc"].max()
+        assert f"best dev accuracy {history['dev_acc'].max():.4f}" in fig._suptitle.get_text()
     assert np.array_equal(ax_loss.lines[0].get_ydata(), history["train_loss"])
 
 
