@@ -327,9 +327,11 @@ def _read_uint8_table(path: Path, columns: tuple[str, ...], header_lines: int) -
     """(n, len(columns)) uint8 from the data lines of a CSV, via pandas' C parser.
 
     The fast path asks pandas for uint8 directly, which rejects non-integers, empty cells and
-    values outside 0..255 without saying where. Only then is the file read again with
-    pandas' own type inference, to accept integer-valued cells written as floats ("255.0")
-    or to find the first cell (in file order) that is not an integer in range.
+    values outside 0..255 without saying where; `_has_words` then scans the raw bytes once
+    more, since pandas reads a column of TRUE/FALSE cells as 1/0. If either check fails, the
+    file is read again with pandas' own type inference, to accept integer-valued cells written
+    as floats ("255.0") or to find the first cell (in file order) that is not an integer in
+    range.
     """
     options = dict(
         header=None, skiprows=header_lines, engine="c", skip_blank_lines=False,

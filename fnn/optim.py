@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from fnn.tree import tree_map
+from fnn.tree import tree_map, tree_zeros_like
 
 Schedule = Callable[[int], float]
 """A learning-rate schedule: t (updates already applied, from 0) -> lr_t, a Python float."""
@@ -178,7 +178,7 @@ def trace(momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
     momentum = _check_fraction("momentum", momentum)
 
     def init(params):
-        return TraceState(velocity=tree_map(np.zeros_like, params))
+        return TraceState(velocity=tree_zeros_like(params))
 
     def velocity(g, v):
         """μ v + g in one new array (adding in place touches only memory allocated here);
@@ -207,7 +207,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Opti
     eps = _check_positive("eps", eps)
 
     def init(params):
-        return AdamState(count=0, mu=tree_map(np.zeros_like, params), nu=tree_map(np.zeros_like, params))
+        return AdamState(count=0, mu=tree_zeros_like(params), nu=tree_zeros_like(params))
 
     def moment(g, m, decay):
         """decay·m + (1 - decay)·g, computed as m + (1 - decay)(g - m) in one new array,

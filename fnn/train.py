@@ -212,9 +212,7 @@ def evaluate(params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, chunk: 
     """
     X, y = _check_inputs(params, X, y)
     l2 = _check_l2(l2)
-    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
-        raise ValueError(f"chunk must be a positive int (rows per pass), got {chunk!r}")
-    scan = _scan(params, X, y, int(chunk))
+    scan = _scan(params, X, y, _check_count("chunk", chunk))
     return scan.ce_sum / scan.rows + l2_penalty(params, l2, scan.rows), scan.correct / scan.rows
 
 
@@ -283,10 +281,10 @@ def _last_lr(optimizer: Optimizer, state: TrainState) -> float:
     return optimizer.schedule(state.step - 1) if optimizer.schedule is not None else math.nan
 
 
-def _diverged(loss: float, state: TrainState, before: TrainState, good: TrainState, optimizer) -> str:
-    """The message for a non-finite loss seen at `state`, reached by one update from `before`."""
+def _diverged(loss: float, state: TrainState, good: TrainState, optimizer) -> str:
+    """The message for a non-finite loss seen at `state`, one update after `good`."""
     return (
-        f"diverged: the training loss became {loss} at step {state.step} (epoch {before.epoch + 1}) "
+        f"diverged: the training loss became {loss} at step {state.step} (epoch {good.epoch + 1}) "
         f"with learning rate {_last_lr(optimizer, state):g}; returning the parameters after step "
         f"{good.step}, the last with a finite loss"
     )
@@ -381,7 +379,7 @@ def fit(
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported below instead
         for out in toolz.drop(1, outputs):  # the first output is the starting point
             if not math.isfinite(out.loss):  # the loss at `last`, the params this step started from
-                stopped, message = "diverged", _diverged(out.loss, out.state, last, good, optimizer)
+                stopped, message = "diverged", _diverged(out.loss, last, good, optimizer)
                 break
             good, last = last, out.state
             if not (out.end or (eval_every and out.state.step % eval_every == 0)):
@@ -389,7 +387,7 @@ def fit(
             eval_start = clock()
             row = _record(out, optimizer, train_eval, dev, eval_chunk, eval_start - start - eval_seconds)
             if not math.isfinite(row["train_loss"]):  # this update broke the params
-                stopped, message = "diverged", _diverged(row["train_loss"], out.state, good, good, optimizer)
+                stopped, message = "diverged", _diverged(row["train_loss"], out.state, good, optimizer)
                 break
             good = out.state
             history.append(row)
@@ -492,7 +490,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> Optimizer:
     total = config.epochs * steps_per_epoch
     lr = {
         "constant": lambda: constant(config.lr),
-        "step": lambda: step_decay(config.lr, every=max(1, total // 3), factor=0.1),
+        "step": lambda: step_decay(config.lr, every=max(1, -(-total // 3)), factor=0.1),  # 2 drops
         "cosine": lambda: cosine(config.lr, total=total),
     }[config.schedule]()
     if config.optimizer == "gd":

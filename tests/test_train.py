@@ -5,6 +5,7 @@ Small synthetic problems (20 inputs, 3 classes) keep each fit to a few milliseco
 
 import itertools
 import math
+import re
 from functools import partial
 
 import numpy as np
@@ -334,3 +335,17 @@ def test_train_runs_a_config_end_to_end(data):
     again = train(np.random.default_rng(0), config, (X, y), dev, clock=lambda: next(ticks))
     assert np.array_equal(again.best_params.layers[0].W, result.best_params.layers[0].W)
     assert again.history.seconds.tolist() == list(range(1, len(again.history) + 1))
+
+
+def test_divergence_message_names_the_update_that_broke_the_params(data):
+    # a schedule that is gentle for 5 updates, then explodes: the message must name the step
+    # whose loss is non-finite, the lr of the update that produced it, and the step before
+    (X, y), dev = data
+    schedule = lambda t: 1e-3 if t < 5 else 1e38  # noqa: E731
+    result = fit(np.random.default_rng(0), small_params(), gd(schedule), (X, y), dev, epochs=5, batch_size=32)
+    assert result.stopped == "diverged"
+    found = re.search(r"at step (\d+) .*learning rate (\S+); returning the parameters after step (\d+)", result.message)
+    assert found, result.message
+    step, lr, kept = int(found[1]), float(found[2]), int(found[3])
+    assert kept == step - 1 == result.state.step
+    assert lr == schedule(step - 1)
