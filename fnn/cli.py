@@ -127,9 +127,16 @@ def _batch_size(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'full', got {text!r}") from None
 
 
-def _float_list(text: str) -> tuple[float, ...]:
+def _float_list(text: str, parse=_nonnegative_float) -> tuple[float, ...]:
     """'0,0.1,1' -> (0.0, 0.1, 1.0); tune's --l2s and --lrs accept commas as well as spaces."""
-    return tuple(_nonnegative_float(part) for part in text.split(",") if part)
+    values = tuple(parse(part) for part in text.split(",") if part)
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas or spaces, got {text!r}")
+    return values
+
+
+def _positive_float_list(text: str) -> tuple[float, ...]:
+    return _float_list(text, _positive_float)
 
 
 def _format_sizes(sizes) -> str:
@@ -285,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"L2 strengths to try, spaces or commas (default: {' '.join(f'{v:g}' for v in TUNE_L2S)})",
     )
     tune_cmd.add_argument(
-        "--lrs", type=_float_list, nargs="+", metavar="LR",
+        "--lrs", type=_positive_float_list, nargs="+", metavar="LR",
         help=f"learning rates to try, spaces or commas (default: {DEFAULTS.lr:g})",
     )
     tune_cmd.add_argument(
@@ -612,11 +619,10 @@ def run_tune(args) -> int:
         finally:
             bar.close()
             executor.shutdown(wait=True, cancel_futures=True)  # after a failure or Ctrl-C, start no more runs
+        best = tune.best_config(results, base)  # first: it says what to do if every run diverged
         shown = _display_hidden(results)
         _write_csv(folder / "tune.csv", shown)
         plots.save_figure(plots.tuning_heatmap(shown), folder / "tune_heatmap.png")
-
-        best = tune.best_config(results, base)
         summary = _train_and_save(args, best, splits, folder, on_dev=args.refit_on_dev)
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -39,6 +39,8 @@ def _read_gray(path: Path) -> np.ndarray:
             image.load()
     except FileNotFoundError:
         raise ValueError(f"{path}: image file does not exist") from None
+    except (PermissionError, IsADirectoryError) as err:
+        raise ValueError(f"{path}: cannot read the file ({err.strerror})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"{path}: not an image Pillow can read (PNG or JPEG expected): {err}") from None
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):

@@ -345,6 +345,8 @@ FAILURES = {
         "predict", "--model", model, "--data", str(bad_csv(tmp / "bad.csv", digits))
     ],
     "tune, bad grid value": lambda tmp, digits, model: ["tune", "--l2s", "0,-1", "--epochs", "1"],
+    "tune, empty grid value": lambda tmp, digits, model: ["tune", "--l2s", ",", "--epochs", "1"],
+    "tune, zero learning rate": lambda tmp, digits, model: ["tune", "--lrs", "0", "--epochs", "1"],
 }
 
 

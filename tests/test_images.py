@@ -97,3 +97,8 @@ def test_non_image_and_missing_files_are_errors(tmp_path):
         load_digit_image(path)
     with pytest.raises(ValueError, match="nope.png: image file does not exist"):
         load_digit_image(tmp_path / "nope.png")
+
+
+def test_a_folder_is_not_called_an_unreadable_image(tmp_path):
+    with pytest.raises(ValueError, match="cannot read the file"):
+        load_digit_image(tmp_path)
