@@ -90,6 +90,17 @@ def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
+def check_confusion_matrix(cm: np.ndarray, class_names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """(cm as an array, the names as strings), after checking cm is (k, k) int with k names."""
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or not np.issubdtype(cm.dtype, np.integer):
+        raise ValueError(f"cm must be a square (k, k) integer confusion matrix, got {cm.dtype} {cm.shape}")
+    names = [str(name) for name in class_names]
+    if len(names) != cm.shape[0]:
+        raise ValueError(f"class_names has {len(names)} names but cm has {cm.shape[0]} classes")
+    return cm, names
+
+
 def classification_report(cm: np.ndarray, class_names: Sequence[str]) -> pd.DataFrame:
     """Per-class precision, recall, F1 and support from a confusion matrix, plus a macro average.
 
@@ -99,12 +110,7 @@ def classification_report(cm: np.ndarray, class_names: Sequence[str]) -> pd.Data
     precision, recall, f1 (floats in [0, 1]; 0 where undefined) and support (int: true count;
     the total for "macro avg"). The macro average is the unweighted mean over the k classes.
     """
-    cm = np.asarray(cm)
-    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or not np.issubdtype(cm.dtype, np.integer):
-        raise ValueError(f"cm must be a square (k, k) integer confusion matrix, got {cm.dtype} {cm.shape}")
-    names = [str(name) for name in class_names]
-    if len(names) != cm.shape[0]:
-        raise ValueError(f"class_names has {len(names)} names but cm has {cm.shape[0]} classes")
+    cm, names = check_confusion_matrix(cm, class_names)
     hits = np.diag(cm)
     support = cm.sum(axis=1)
     precision = _safe_ratio(hits, cm.sum(axis=0))

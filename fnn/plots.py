@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from fnn.io import atomic_path
-from fnn.metrics import calibration_error
+from fnn.metrics import calibration_error, check_confusion_matrix
 from fnn.params import MLP
 
 _X_LABELS = {"step": "iteration (step)", "epoch": "epoch", "seconds": "wall-clock seconds"}
@@ -206,13 +206,8 @@ def confusion_matrix_figure(cm: np.ndarray, class_names: Sequence[str]) -> Figur
     Cells are shaded by the fraction of their row (the true class), so errors stand out
     even when classes differ in size; zero counts are printed faintly.
     """
-    cm = np.asarray(cm)
-    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or not np.issubdtype(cm.dtype, np.integer):
-        raise ValueError(f"cm must be a square (k, k) integer confusion matrix, got {cm.dtype} {cm.shape}")
-    names = [str(name) for name in class_names]
+    cm, names = check_confusion_matrix(cm, class_names)
     k = cm.shape[0]
-    if len(names) != k:
-        raise ValueError(f"class_names has {len(names)} names but cm has {k} classes")
     rows = cm.sum(axis=1, keepdims=True)
     share = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
     side = max(5.0, 0.55 * k + 2.5)
