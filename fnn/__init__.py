@@ -1,9 +1,11 @@
 """fnn: a from-scratch NumPy neural network — pure functions over frozen attrs records."""
 
-from fnn.data import DataError, Dataset, Splits, load_dataset, load_test_set, split
+from fnn.data import Dataset, Splits, load_dataset, load_test_set, split
 from fnn.gradcheck import check_grads, numeric_grads, relative_error
 from fnn.images import load_digit_image
-from fnn.io import ModelFileError, atomic_path, load_model, save_model
+from fnn.errors import DataError, ModelFileError, UserError
+from fnn.files import atomic_path
+from fnn.io import load_model, save_model
 from fnn.nn import (
     cross_entropy,
     forward,

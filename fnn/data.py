@@ -50,7 +50,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fnn.io import atomic_path
+from fnn.errors import DataError
+from fnn.files import atomic_path
 
 N_PIXELS = 784
 IMAGE_SHAPE = (28, 28)
@@ -92,10 +93,6 @@ FASHION_MIRRORS = (
     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
 )
-
-
-class DataError(ValueError):
-    """Raw input that cannot become a `Dataset`; the message says where and what to fix."""
 
 
 @attrs.frozen(eq=False)

@@ -1,4 +1,4 @@
-"""Files out and in: atomic writes, and model files that never pickle.
+"""Model files that never pickle: saving and loading.
 
 A model file is ONE `.npz` (a zip of `.npy` arrays) holding
 
@@ -9,9 +9,8 @@ Nothing in it needs pickle, so `load_model` opens it with `allow_pickle=False` a
 every entry against the metadata before building the `MLP`. A file that fails any check raises
 `ModelFileError` naming the file, what is wrong and what to do.
 
-Every file fnn writes goes through `atomic_path`: the writer fills a temporary file beside the
-target, which is flushed to disk and renamed over the target only when the writer finished.
-A crash or Ctrl-C midway leaves the old file (or no file), never half of one.
+Every file is written through `fnn.files.atomic_path`, so a crash midway leaves the old file
+(or no file), never half of one.
 """
 
 from __future__ import annotations
@@ -19,15 +18,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 import zipfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 import fnn
+from fnn.errors import ModelFileError
+from fnn.files import atomic_path
 from fnn.params import MLP, Dense
 
 FORMAT_NAME = "fnn-model"
@@ -39,54 +38,6 @@ MNIST_PREPROCESSING = (
 )
 _FORMAT_KEYS = ("format", "format_version", "fnn_version", "layer_sizes", "dtype")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with entries, an empty zip
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be used; the message names the file, the problem and the fix."""
-
-
-# ---------------------------------------------------------------- atomic writing
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path` atomically.
-
-    Usage: `with atomic_path("out/model.npz") as tmp: np.savez(tmp, ...)`.
-    The temporary file is hidden and ends with `path`'s name (`.<random hex>.model.npz`), so
-    writers that pick a format from the extension (numpy, matplotlib, pandas compression)
-    behave as for `path`. After the block: fsync the file, `os.replace` it onto `path`, fsync
-    the directory. On any exception, KeyboardInterrupt included, the temporary file is removed
-    and `path` is left as it was. The parent directory must exist.
-    """
-    path = Path(path)
-    parent = path.parent
-    if not parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: directory {parent} does not exist; create it first")
-    tmp = parent / f".{secrets.token_hex(6)}.{path.name}"
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable; platforms that cannot open a directory (Windows) skip it."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------- saving

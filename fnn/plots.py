@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from fnn.io import atomic_path
+from fnn.files import atomic_path
 from fnn.metrics import calibration_error, check_confusion_matrix
 from fnn.params import MLP
 

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn.io import FORMAT_VERSION, METADATA_KEY, ModelFileError, atomic_path, load_model, save_model
+from fnn.errors import ModelFileError
+from fnn.files import atomic_path
+from fnn.io import FORMAT_VERSION, METADATA_KEY, load_model, save_model
 from fnn.nn import predict_proba
 from fnn.params import MLP, Dense, init, layer_sizes
 
