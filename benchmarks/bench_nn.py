@@ -31,7 +31,7 @@ class Forward(common.FloorRated):
 
 
 class ValueAndGrads(common.FloorRated):
-    """Loss and gradients of one batch, as the training loop calls it (check=False)."""
+    """Loss and gradients of one batch, as the training loop calls it (fnn.backprop: no input validation)."""
 
     params = GRID
     param_names = GRID_NAMES
@@ -44,7 +44,7 @@ class ValueAndGrads(common.FloorRated):
         self.floor_seconds = common.step_floor_seconds(batch, sizes, dtype)
 
     def run(self):
-        return fnn.value_and_grads(self.net, self.X, self.y, check=False)
+        return fnn.backprop(self.net, self.X, self.y)
 
     def time_value_and_grads(self, *_):
         self.run()

@@ -1,12 +1,17 @@
-"""fnn: a from-scratch NumPy neural network — pure functions over frozen attrs records."""
+"""fnn: a from-scratch NumPy neural network — pure functions over frozen attrs records.
 
-from fnn.data import Dataset, Splits, load_dataset, load_test_set, split
-from fnn.gradcheck import check_grads, numeric_grads, relative_error
-from fnn.images import load_digit_image
+`import fnn` loads numpy, attrs and toolz only. The names of the edges (data sources, model
+files, images, metrics, figures, tuning) load their modules, and pandas, matplotlib and PIL,
+the first time they are used.
+"""
+
+import importlib
+
 from fnn.errors import DataError, ModelFileError, UserError
-from fnn.files import atomic_path
-from fnn.io import load_model, save_model
+from fnn.gradcheck import check_grads, numeric_grads, relative_error
+from fnn.layers import Dense, Dropout, LeakyRelu, Relu, Sigmoid, Tanh
 from fnn.nn import (
+    backprop,
     cross_entropy,
     forward,
     grads,
@@ -14,26 +19,37 @@ from fnn.nn import (
     loss,
     predict,
     predict_proba,
-    relu,
     softmax,
     step,
     value_and_grads,
 )
 from fnn.optim import Optimizer, adam, apply_updates, chain, constant, cosine, gd, sgd, step_decay
-from fnn.params import MLP, Dense, init, layer_sizes
-from fnn.train import (
-    Batch,
-    FitResult,
-    TrainConfig,
-    TrainState,
-    batches,
-    evaluate,
-    fit,
-    init_state,
-    make_optimizer,
-    train,
-    train_step,
-)
-from fnn.tree import global_norm, tree_allclose, tree_leaves, tree_map, tree_zeros_like
+from fnn.params import MLP, init, layer_sizes
+from fnn.train import Batch, TrainState, batches, evaluate, init_state, train_step
+from fnn.fit import FitResult, fit
+from fnn.config import TrainConfig, make_optimizer, train
+from fnn.version import __version__
+from fnn.tree import global_norm, static, tree_allclose, tree_leaves, tree_map, tree_zeros_like
 
-__version__ = "0.1.0"
+_LAZY = {
+    "Dataset": "fnn.data",
+    "Splits": "fnn.data",
+    "load_dataset": "fnn.data",
+    "load_test_set": "fnn.data",
+    "split": "fnn.data",
+    "atomic_path": "fnn.files",
+    "load_model": "fnn.io",
+    "save_model": "fnn.io",
+    "load_digit_image": "fnn.images",
+}
+
+
+def __getattr__(name: str):
+    """Load an edge module the first time one of its names is used (PEP 562)."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -14,14 +14,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import multiprocessing
 import os
-import shutil
 import sys
-import tempfile
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import attrs
@@ -32,12 +28,15 @@ from tqdm import tqdm
 
 from fnn import metrics, plots, tune
 from fnn.data import LAYOUTS, DataError, Dataset, load_dataset, load_test_set, split
-from fnn.gradcheck import check_grads
+from fnn.gradcheck import check_random_network
 from fnn.images import load_digit_image
+from fnn.files import staged_folder
 from fnn.io import ModelFileError, atomic_path, load_model, save_model
 from fnn.nn import predict_proba
 from fnn.params import layer_sizes
-from fnn.train import OPTIMIZERS, SCHEDULES, TrainConfig, evaluate, train
+from fnn.config import OPTIMIZERS, SCHEDULES, TrainConfig, train
+from fnn.layers import ACTIVATIONS
+from fnn.train import evaluate
 
 GRADCHECK_TOLERANCE = 1e-6
 SAMPLE_IMAGES = 25  # digits in sample_predictions.png
@@ -214,6 +213,25 @@ def _data_flags(seeded: bool) -> argparse.ArgumentParser:
     return flags
 
 
+def _fraction(text: str) -> float:
+    value = _nonnegative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _add_architecture_flags(parser: argparse.ArgumentParser, activation: str, dropout: float) -> None:
+    """--activation and --dropout: the layers `fnn.init` puts after each hidden Dense layer."""
+    parser.add_argument(
+        "--activation", choices=tuple(ACTIVATIONS), default=activation,
+        help="hidden-layer activation (He initialisation for relu/leaky_relu, Glorot for tanh/sigmoid)",
+    )
+    parser.add_argument(
+        "--dropout", type=_fraction, default=dropout,
+        help="dropout rate after each hidden activation, in [0, 1); 0 for none",
+    )
+
+
 def _training_flags(search: bool) -> argparse.ArgumentParser:
     """The TrainConfig flags; `fnn tune` searches hidden, l2 and lr, so it takes lists of them."""
     flags = _Parser(add_help=False)
@@ -224,6 +242,7 @@ def _training_flags(search: bool) -> argparse.ArgumentParser:
         )
         flags.add_argument("--lr", type=_positive_float, default=DEFAULTS.lr, help="(peak) learning rate")
         flags.add_argument("--l2", type=_nonnegative_float, default=DEFAULTS.l2, help="L2 weight penalty (l2/2m)·Σ||W||²")
+    _add_architecture_flags(flags, DEFAULTS.activation, DEFAULTS.dropout)
     flags.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs, help="the most epochs to train")
     flags.add_argument(
         "--batch-size", type=_batch_size, default=DEFAULTS.batch_size,
@@ -258,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
         help="train a network and write the model, its history, metrics and figures",
         description=(
-            "Split the data (seeded, stratified), train a 784-hidden-10 ReLU network on the train "
+            "Split the data (seeded, stratified), train a 784-hidden-10 network (ReLU unless "
+            "--activation says otherwise) on the train "
             "split and write into --out: model.npz, history.csv, metrics.json (train/dev/test "
             "accuracy and loss, seconds, config) and the figures training_metrics.png, "
             "training_health.png, confusion_matrix.png (test split), sample_predictions.png and "
@@ -365,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     gradcheck.add_argument("--batch", type=_positive_int, default=8, help="rows in the random batch")
     gradcheck.add_argument("--l2", type=_nonnegative_float, default=0.1, help="L2 strength")
     gradcheck.add_argument("--seed", type=int, default=0, help="seed of the random network and batch")
+    _add_architecture_flags(gradcheck, "relu", 0.0)
     gradcheck.set_defaults(run=run_gradcheck)
     return parser
 
@@ -375,32 +396,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _default_out(prefix: str = "") -> Path:
     """runs/<prefix><YYYYmmdd-HHMMSS>, the default --out of commands that write a folder."""
     return Path("runs") / f"{prefix}{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-@contextlib.contextmanager
-def staged_folder(final: Path):
-    """Yield a fresh hidden folder beside `final`; rename it to `final` when the block succeeds.
-
-    On any exception (Ctrl-C included) the folder and everything in it are removed, and so are
-    the parent folders this call created, so a failed command leaves no trace. `final` must not
-    exist yet, or be an empty folder.
-    """
-    final = Path(final)
-    if final.exists() and (not final.is_dir() or any(final.iterdir())):
-        raise FileExistsError(f"output folder {final} already exists and is not empty; pass a new --out or remove it")
-    created = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a run folder is an ordinary folder
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for folder in created:  # innermost first
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
 
 
 # ---------------------------------------------------------------- shared steps
@@ -421,6 +416,8 @@ def _config(args, **searched) -> TrainConfig:
         schedule=args.schedule,
         patience=args.patience,
         seed=args.seed,
+        activation=args.activation,
+        dropout=args.dropout,
     )
     if not searched:
         values.update(hidden=args.hidden, lr=args.lr, l2=args.l2)
@@ -486,22 +483,6 @@ def _write_csv(path: Path, table: pd.DataFrame) -> None:
         table.to_csv(tmp, index=False)
 
 
-def _run_figures(folder: Path, params, history: pd.DataFrame, shown: Dataset) -> None:
-    """The figures of a training run; `shown` is the split the confusion matrix and samples use."""
-    plots.save_figure(plots.training_metrics(history), folder / "training_metrics.png")
-    plots.save_figure(plots.training_health(history), folder / "training_health.png")
-    plots.save_figure(plots.first_layer_weights(params), folder / "first_layer_weights.png")
-    predicted = predict_proba(params, shown.X).argmax(axis=1)
-    cm = metrics.confusion_matrix(shown.y, predicted, len(shown.class_names))
-    plots.save_figure(plots.confusion_matrix_figure(cm, shown.class_names), folder / "confusion_matrix.png")
-    # Evenly spaced rows, not the first 25: a split keeps file order, and files may be sorted by class.
-    rows = np.unique(np.linspace(0, _rows(shown) - 1, SAMPLE_IMAGES).round().astype(np.int64))
-    plots.save_figure(
-        plots.sample_predictions(shown.X[rows], shown.y[rows], predicted[rows], shown.class_names, n=len(rows)),
-        folder / "sample_predictions.png",
-    )
-
-
 def _train_and_save(args, config: TrainConfig, splits, folder: Path, on_dev: bool = False):
     """Train `config` on splits.train (and splits.dev with `on_dev`), score it on every split it
     did not train on, and write model.npz, history.csv, metrics.json and the run's figures.
@@ -540,7 +521,8 @@ def _train_and_save(args, config: TrainConfig, splits, folder: Path, on_dev: boo
     }
     _write_json(folder / "metrics.json", summary)
     shown = next(part for part in (splits.test, splits.dev, train_set) if _rows(part))
-    _run_figures(folder, params, result.history, shown)
+    for stem, figure in plots.run_figures(params, result.history, shown.X, shown.y, shown.class_names).items():
+        plots.save_figure(figure, folder / f"{stem}.png")
     return summary
 
 
@@ -560,9 +542,10 @@ def run_train(args) -> int:
     with staged_folder(out) as folder:
         splits = _load_splits(args)
         sizes = (splits.train.X.shape[1], *config.hidden, len(splits.train.class_names))
+        dropout = f", dropout {config.dropout:g}" if config.dropout else ""
         print(
             f"data {args.data}: {_rows(splits.train)} train / {_rows(splits.dev)} dev / "
-            f"{_rows(splits.test)} test rows; network {_format_sizes(sizes)}, "
+            f"{_rows(splits.test)} test rows; network {_format_sizes(sizes)} {config.activation}{dropout}, "
             f"{config.optimizer} lr {config.lr:g} ({config.schedule}), batch {config.batch_size}, "
             f"{config.epochs} epochs"
         )
@@ -577,21 +560,6 @@ def _display_hidden(results: pd.DataFrame) -> pd.DataFrame:
     if all(len(h) == 1 for h in hidden):
         return results.assign(hidden=[h[0] for h in hidden])
     return results.assign(hidden=[_format_sizes(h) for h in hidden])
-
-
-def _worker_pool(workers: int) -> ProcessPoolExecutor:
-    """`workers` fresh processes, each doing its BLAS work on one thread.
-
-    N processes that each start the BLAS's own thread pool would fight over the cores: on the
-    2-core box 2 workers with 2 OpenBLAS threads each ran a grid no faster than 1 process.
-    The thread-count variables are read when a BLAS loads, so the workers are spawned (not
-    forked from this process, whose BLAS is loaded) after they are set; a value the user set
-    is kept. `--workers 1` uses such a pool too: the BLAS's thread count changes the order of
-    its sums, so every grid point runs the same way and the table does not depend on --workers.
-    """
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(variable, "1")
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def run_tune(args) -> int:
@@ -610,7 +578,7 @@ def run_tune(args) -> int:
             f"data {args.data}: {_rows(splits.train)} train / {_rows(splits.dev)} dev rows; "
             f"{n_points} grid points on {args.workers} worker(s), {base.epochs} epochs each"
         )
-        executor = _worker_pool(args.workers)
+        executor = tune.worker_pool(args.workers)
         bar = tqdm(total=n_points, desc="tune", unit="run", disable=not _show_progress(args), file=sys.stderr)
         try:
             results = tune.grid_search(
@@ -675,54 +643,35 @@ def run_evaluate(args) -> int:
     with staged_folder(out) as folder:
         dataset = _labelled_source(args.data, args.layout, _show_progress(args))
         _check_model_fits(args.model, params, dataset)
-        names = [str(name) for name in meta["class_names"]]
         proba = predict_proba(params, dataset.X)
-        predicted = proba.argmax(axis=1)
-        accuracy = metrics.accuracy(dataset.y, predicted)
+        report = metrics.evaluation_report(proba, dataset.y, meta["class_names"], args.errors)
         loss, _ = evaluate(params, dataset.X, dataset.y)
-        cm = metrics.confusion_matrix(dataset.y, predicted, len(names))
-        report = metrics.classification_report(cm, names)
-        reliability = metrics.reliability_table(proba, dataset.y)
-        ece = metrics.calibration_error(reliability)
-        wrong = metrics.most_confident_errors(proba, dataset.y, args.errors)
-        errors = pd.DataFrame(
-            {
-                "index": wrong,
-                "true": [names[t] for t in dataset.y[wrong]],
-                "predicted": [names[p] for p in predicted[wrong]],
-                "probability": proba[wrong, predicted[wrong]],
-            }
-        )
         _write_json(
             folder / "metrics.json",
             {
                 "model": str(args.model),
                 "data": str(dataset.source),
                 "rows": _rows(dataset),
-                "accuracy": accuracy,
+                "accuracy": report.accuracy,
                 "loss": loss,
-                "expected_calibration_error": ece,
-                "per_class": report.reset_index().to_dict(orient="records"),
-                "confusion_matrix": cm.tolist(),
-                "most_confident_errors": errors.to_dict(orient="records"),
+                "expected_calibration_error": report.calibration_error,
+                "per_class": report.per_class.reset_index().to_dict(orient="records"),
+                "confusion_matrix": report.confusion.tolist(),
+                "most_confident_errors": report.errors.to_dict(orient="records"),
             },
         )
-        plots.save_figure(plots.confusion_matrix_figure(cm, names), folder / "confusion_matrix.png")
-        plots.save_figure(plots.reliability_diagram(reliability), folder / "reliability_diagram.png")
-        if len(wrong):
-            plots.save_figure(
-                plots.sample_predictions(dataset.X[wrong], dataset.y[wrong], predicted[wrong], names, n=len(wrong)),
-                folder / "confident_errors.png",
-            )
-    print(f"accuracy: {accuracy:.4f}")
+        for stem, figure in plots.evaluation_figures(report, dataset.X).items():
+            plots.save_figure(figure, folder / f"{stem}.png")
+    names = list(report.class_names)
+    print(f"accuracy: {report.accuracy:.4f}")
     print(f"{_rows(dataset)} rows of {dataset.source}, mean cross-entropy {loss:.4f}")
     print("\nper class:")
-    print(report.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(report.per_class.to_string(float_format=lambda v: f"{v:.4f}"))
     print("\nconfusion matrix (rows true, columns predicted):")
-    print(pd.DataFrame(cm, index=pd.Index(names, name="true"), columns=names).to_string())
-    print(f"\nmost confidently wrong ({len(wrong)}):")
-    print(errors.to_string(index=False, float_format=lambda v: f"{v:.4f}") if len(wrong) else "none")
-    print(f"\nexpected calibration error: {ece:.4f} ({len(reliability)} bins)")
+    print(pd.DataFrame(report.confusion, index=pd.Index(names, name="true"), columns=names).to_string())
+    print(f"\nmost confidently wrong ({len(report.errors)}):")
+    print(report.errors.to_string(index=False, float_format=lambda v: f"{v:.4f}") if len(report.errors) else "none")
+    print(f"\nexpected calibration error: {report.calibration_error:.4f} ({len(report.reliability)} bins)")
     print(f"wrote {out}/")
     return 0
 
@@ -770,10 +719,13 @@ def run_gradcheck(args) -> int:
         raise ValueError(
             f"--sizes needs at least an input and an output width, got {_format_sizes(args.sizes)}"
         )
-    errors = check_grads(np.random.default_rng(args.seed), args.sizes, args.batch, args.l2)
+    errors = check_random_network(
+        np.random.default_rng(args.seed), args.sizes, args.batch, args.l2,
+        activation=args.activation, dropout=args.dropout,
+    )
     print(
-        f"gradient check: sizes {_format_sizes(args.sizes)}, batch {args.batch}, "
-        f"l2 {args.l2:g}, seed {args.seed}, float64"
+        f"gradient check: sizes {_format_sizes(args.sizes)} {args.activation}, dropout {args.dropout:g}, "
+        f"batch {args.batch}, l2 {args.l2:g}, seed {args.seed}, float64"
     )
     print(f"{'param':<6} {'relative error':>15}")
     for name, error in errors:

@@ -3,12 +3,17 @@
 Every file fnn writes goes through `atomic_path`: the writer fills a temporary file beside the
 target, which is flushed to disk and renamed over the target only when the writer finished.
 Both ends of the pipeline use it: `fnn.data` for downloads, `fnn.io` for models and outputs.
+A folder of outputs (a training run) is built the same way by `staged_folder`: filled under a
+hidden name and renamed into place when complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,3 +61,28 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+@contextmanager
+def staged_folder(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh hidden folder beside `final`; rename it to `final` when the block succeeds.
+
+    Usage: `with staged_folder("runs/r1") as folder: save_model(folder / "model.npz", ...)`.
+    On any exception (KeyboardInterrupt included) the folder and everything in it are removed,
+    and so are the parent folders this call created, so a failed command leaves no trace.
+    `final` must not exist yet, or be an empty folder (FileExistsError otherwise).
+    """
+    final = Path(final)
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise FileExistsError(f"output folder {final} already exists and is not empty; pass a new --out or remove it")
+    created = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a run folder is an ordinary folder
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise

@@ -6,26 +6,56 @@ For every entry θ of every leaf the numeric derivative is the central differenc
 
 whose error is O(ε²) from truncation plus O(δ/ε) from rounding f (δ ≈ 1e-16·|f| in float64),
 so ε = 1e-6 gives about 1e-10 absolute accuracy. That needs float64: in float32 the rounding
-term alone is ~1e-1, so every check here runs on float64 copies of the parameters.
+term alone is ~1e-1, so every check here runs on float64 copies of the parameters and data.
 
-ReLU has a kink at 0: if a hidden pre-activation Z lies within ~ε·|∂Z/∂θ| of 0, the two
-evaluations straddle the kink and the difference measures neither side's slope. `kink_margin`
-reports how far a batch is from every kink; `check_grads` draws batches that stay clear.
+Training-mode layers (Dropout) draw from an rng. A Generator's state advances with every draw,
+so each evaluation, the analytic one and all 2·(number of parameters) numeric ones, gets a fresh
+Generator in the same starting state (`replay`): every evaluation then sees the same masks and
+the check compares derivatives of one function.
+
+ReLU-family layers have a kink at 0: if one of their inputs lies within ~ε·|∂input/∂θ| of 0,
+the two evaluations straddle the kink and the difference measures neither side's slope.
+`kink_margin` reports how far a batch is from every kink; `check_random_network` draws batches
+that stay clear.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import attrs
 import numpy as np
 
-from fnn.nn import loss, value_and_grads
-from fnn.params import MLP, Dense, init, layer_sizes
-from fnn.tree import tree_leaves, tree_map
+from fnn import checks
+from fnn.layers import RELU_FAMILY, Dense
+from fnn.nn import forward_pass, loss, value_and_grads
+from fnn.params import MLP, init, layer_sizes, params_dtype
+from fnn.tree import static_fields, tree_leaves, tree_map
 
-# A batch is "clear of the kinks" when every hidden |Z| exceeds this; a step of ε = 1e-6 moves
-# Z by at most ε·max|A| (activations are O(1) to O(10) here), far less than the margin.
+# A batch is "clear of the kinks" when every input of a ReLU-family layer has |Z| above this; a
+# step of ε = 1e-6 moves such an input by about ε·max|A| (activations are O(1) to O(10) here),
+# far less than the margin.
 KINK_MARGIN = 1e-4
+
+
+def replay(rng: np.random.Generator | None) -> Callable[[], np.random.Generator | None]:
+    """A function returning, at each call, a new Generator in rng's state *now* (None for None).
+
+    rng itself is never drawn from, so the caller's stream does not advance. Every Generator
+    made this way yields the same numbers: layers that draw from it (Dropout's masks) behave
+    identically in every evaluation.
+    """
+    if rng is None:
+        return lambda: None
+    rng = checks.generator("rng", rng)
+    bit_generator_type, state = type(rng.bit_generator), rng.bit_generator.state
+
+    def fresh() -> np.random.Generator:
+        bit_generator = bit_generator_type()
+        bit_generator.state = state
+        return np.random.Generator(bit_generator)
+
+    return fresh
 
 
 def numeric_grads(f: Callable[[object], float], params, eps: float = 1e-6):
@@ -78,71 +108,96 @@ def relative_error(a, b):
     return tree_map(leaf_error, a, b)
 
 
-def kink_margin(params: MLP, X: np.ndarray) -> float:
-    """min |Z_l[i, j]| over all hidden pre-activations Z_l = A_{l-1} W_l + b_l, l < L.
+def kink_margin(params: MLP, X: np.ndarray, rng: np.random.Generator | None = None) -> float:
+    """min |A[i, j]| over the input A of every ReLU-family layer (`fnn.layers.RELU_FAMILY`).
 
-    X: (m, n_0). The distance of the batch from relu's kinks; +inf for a network with no
-    hidden layer (softmax regression has no kinks).
+    X: (m, n_0), cast to the params' dtype. rng: the Generator the check will use (Dropout
+    before a ReLU changes its input); it is replayed, never advanced. The distance of the batch
+    from the kinks, computed by `fnn.nn.forward_pass`; +inf for a network without ReLU-family
+    layers (softmax regression, tanh or sigmoid networks have no kinks).
     """
-    A, margin = X.astype(params.layers[0].W.dtype, copy=False), np.inf
-    for layer in params.layers[:-1]:
-        Z = A @ layer.W + layer.b
-        margin = min(margin, float(np.abs(Z).min()))
-        A = np.maximum(Z, 0)
-    return margin
+    X = np.asarray(X, dtype=params_dtype(params))
+    inputs = forward_pass(params, X, replay(rng)())[0]  # inputs[j] feeds params.layers[j]
+    return min(
+        (float(np.abs(A).min()) for A, layer in zip(inputs, params.layers) if isinstance(layer, RELU_FAMILY)),
+        default=np.inf,
+    )
 
 
 def parameter_names(params: MLP) -> list[str]:
-    """["W1", "b1", "W2", "b2", ...]: the leaves of an MLP in `tree_leaves` order, 1-based."""
-    return [f"{field}{l}" for l in range(1, len(params.layers) + 1) for field in ("W", "b")]
-
-
-def gradient_errors(
-    params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, eps: float = 1e-6
-) -> list[tuple[str, float]]:
-    """[(name, relative error)] of backprop's gradient of `loss` against central differences.
-
-    params: any MLP (compared in float64); X: (m, n_0); y: (m,) int in [0, k); l2 >= 0.
-    Errors near 1e-9 mean agreement; above ~1e-6 means a wrong gradient, or a batch that
-    straddles a relu kink (see `kink_margin`). Cost: 2·(number of parameters) loss evaluations.
+    """A name per leaf of an MLP, in `tree_leaves` order: f"{field}{i}" with i counting, from 1,
+    the layers that have parameters. A Dense stack gives ["W1", "b1", "W2", "b2", ...]; a field
+    holding several arrays gives f"{field}{i}[{j}]", j = 0, 1, ...
     """
-    params64 = tree_map(lambda leaf: leaf.astype(np.float64), params)
-    analytic = value_and_grads(params64, X, y, l2)[1]
-    numeric = numeric_grads(lambda p: loss(p, X, y, l2), params64, eps)
-    errors = tree_leaves(relative_error(analytic, numeric))
-    return list(zip(parameter_names(params), errors))
+    layers = [layer for layer in params.layers if tree_leaves(layer)]
+    names = []
+    for i, layer in enumerate(layers, start=1):
+        static = static_fields(layer)
+        for field in (f.name for f in attrs.fields(type(layer)) if f.name not in static):
+            count = len(tree_leaves(getattr(layer, field)))
+            names += [f"{field}{i}"] if count == 1 else [f"{field}{i}[{j}]" for j in range(count)]
+    return names
 
 
 def check_grads(
+    params: MLP,
+    X: np.ndarray,
+    y: np.ndarray,
+    l2: float = 0.0,
+    rng: np.random.Generator | None = None,
+    eps: float = 1e-6,
+) -> list[tuple[str, float]]:
+    """[(name, relative error)] of backprop's gradient of `loss` against central differences.
+
+    params: any MLP, of built-in or user-defined layers (compared on float64 copies);
+    X: (m, n_0) (cast to float64); y: (m,) int in [0, k); l2 >= 0; rng: None, or a Generator
+    for training-mode layers: it is replayed (see `replay`) so the analytic and every numeric
+    evaluation use the same Dropout masks, and the caller's rng does not advance.
+    Names as `parameter_names` (["W1", "b1", ...]). Errors near 1e-9 mean agreement; above ~1e-6
+    means a wrong gradient, or a batch that straddles a ReLU kink (see `kink_margin`).
+    Cost: 2·(number of parameters) loss evaluations.
+    """
+    params64 = tree_map(lambda leaf: np.asarray(leaf, dtype=np.float64), params)
+    X64 = np.asarray(X, dtype=np.float64)
+    fresh = replay(rng)
+    analytic = value_and_grads(params64, X64, y, l2, fresh())[1]
+    numeric = numeric_grads(lambda p: loss(p, X64, y, l2, fresh()), params64, eps)
+    return list(zip(parameter_names(params), tree_leaves(relative_error(analytic, numeric))))
+
+
+def check_random_network(
     rng: np.random.Generator,
     sizes=(20, 16, 10),
     batch: int = 8,
     l2: float = 0.1,
     eps: float = 1e-6,
+    activation: str = "relu",
+    dropout: float = 0.0,
 ) -> list[tuple[str, float]]:
     """Gradient check of a random float64 network: [("W1", err), ("b1", err), ...].
 
-    rng: the only source of randomness. sizes: (n_0, ..., n_L) as for `init`. batch: rows m.
-    The network is He-initialised with biases drawn from N(0, 0.1²) (so that bias gradients
-    and dead units are generic); X ~ N(0, 1) of shape (batch, n_0), y uniform in [0, n_L).
-    Batches within KINK_MARGIN of a relu kink are redrawn (up to 100 times).
+    rng: the only source of randomness. sizes, activation, dropout: as for `init`. batch: rows m.
+    The network is `init`'s, with biases redrawn from N(0, 0.1²) (so that bias gradients and
+    dead units are generic); X ~ N(0, 1) of shape (batch, n_0), y uniform in [0, n_L). With
+    dropout > 0 the masks come from one Generator spawned from rng, fixed for the whole check.
+    Batches within KINK_MARGIN of a ReLU kink are redrawn (up to 100 times).
     """
-    if not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise ValueError(f"batch must be a positive int, got {batch!r}")
-    net = init(rng, sizes, dtype=np.float64)
+    batch = checks.positive_int("batch", batch)
+    net = init(rng, sizes, activation=activation, dropout=dropout, dtype=np.float64)
     params = MLP(
         layers=tuple(
-            Dense(W=layer.W, b=0.1 * rng.standard_normal(layer.b.shape)) for layer in net.layers
+            attrs.evolve(layer, b=0.1 * rng.standard_normal(layer.b.shape)) if isinstance(layer, Dense) else layer
+            for layer in net.layers
         )
     )
-    sizes = layer_sizes(net)
-    n_in, k = sizes[0], sizes[-1]
+    masks = rng.spawn(1)[0] if dropout > 0 else None
+    sizes = layer_sizes(params)
     for _ in range(100):
-        X = rng.standard_normal((batch, n_in))
-        if kink_margin(params, X) > KINK_MARGIN:
-            y = rng.integers(0, k, size=batch)
-            return gradient_errors(params, X, y, l2, eps)
+        X = rng.standard_normal((batch, sizes[0]))
+        if kink_margin(params, X, masks) > KINK_MARGIN:
+            y = rng.integers(0, sizes[-1], size=batch)
+            return check_grads(params, X, y, l2, masks, eps)
     raise ValueError(
-        f"could not draw a batch of {batch} rows clear of relu kinks (margin {KINK_MARGIN}) "
+        f"could not draw a batch of {batch} rows clear of ReLU kinks (margin {KINK_MARGIN}) "
         f"for sizes {sizes} in 100 tries; use a smaller batch or narrower layers"
     )

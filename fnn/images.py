@@ -2,10 +2,12 @@
 
 MNIST digits were size-normalised to fit a 20x20 box (aspect ratio kept, anti-aliased), then
 placed in a 28x28 field so that their centre of mass sits at the centre. `load_digit_image`
-repeats those steps for any PNG/JPEG:
+repeats those steps for any PNG/JPEG (`digit_from_bytes` for one in memory):
 
-1. read it with Pillow, apply its EXIF rotation, flatten transparency onto a contrasting
-   background, convert to grayscale in [0, 1];
+1. read it with Pillow (refusing more than `MAX_PIXELS` declared pixels before decoding),
+   apply its EXIF rotation, shrink a photo whose longer side exceeds `MAX_SIDE` by block means,
+   scale 16-bit and float samples by their range (never clipping them to 8 bits), flatten
+   transparency onto a contrasting background, convert to grayscale in [0, 1];
 2. polarity: MNIST is white ink on black. The background is taken to be the median of the
    image's outer border (1/20 of the shorter side, at least one pixel); when it is light
    (> 0.5) the image is inverted;
@@ -18,39 +20,118 @@ repeats those steps for any PNG/JPEG:
 
 from __future__ import annotations
 
+import io
 import os
-from pathlib import Path
+import threading
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fnn.errors import DataError
 
 SIDE = 28  # canvas side, pixels
 BOX = 20  # the longer side of the digit after scaling
 CENTRE = 14.0  # target row and column of the ink's centre of mass
 INK_THRESHOLD = 0.2  # after background removal, fainter pixels are paper
 MIN_CONTRAST = 0.1  # brightest ink minus background below this: the image is blank
+MAX_PIXELS = 50_000_000  # declared width x height above this is refused before decoding
+MAX_SIDE = 1000  # longer side above this is shrunk (block means) before the float math
+_OPEN_LOCK = threading.Lock()
 
 
-def _read_gray(path: Path) -> np.ndarray:
-    """(h, w) float32 in [0, 1]: the image's luminance, transparency flattened."""
+def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
+    """Open `source` (a path or the file's bytes) lazily, refuse more than `MAX_PIXELS` pixels
+    from the declared size, then decode it and apply its EXIF rotation."""
+    fp = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            image.load()
+        # Pillow warns about (and above twice its limit refuses) huge images when it reads the
+        # header; fnn's own, lower limit below is the one that speaks. The warnings filter is
+        # process-wide, so the lock keeps threads (`fnn serve`) from undoing each other's.
+        with _OPEN_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(fp)
+    except Image.DecompressionBombError:
+        raise _too_large(name, "more than twice that many") from None
     except FileNotFoundError:
-        raise ValueError(f"{path}: image file does not exist") from None
+        raise DataError(f"{name}: image file does not exist") from None
     except (PermissionError, IsADirectoryError) as err:
-        raise ValueError(f"{path}: cannot read the file ({err.strerror})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"{path}: not an image Pillow can read (PNG or JPEG expected): {err}") from None
+        raise DataError(f"{name}: cannot read the file ({err.strerror})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise _unreadable(name, err) from None
+    with image:
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise _too_large(name, f"{width}x{height} = {width * height:,}")
+        try:
+            image.load()
+            return ImageOps.exif_transpose(image)
+        except (OSError, SyntaxError, ValueError) as err:  # a truncated or corrupt image
+            raise _unreadable(name, err) from None
+
+
+def _unreadable(name: str, err: Exception) -> DataError:
+    return DataError(f"{name}: not an image Pillow can read (PNG or JPEG expected): {err}")
+
+
+def _too_large(name: str, pixels: str) -> DataError:
+    return DataError(
+        f"{name}: the image declares {pixels} pixels, more than the {MAX_PIXELS:,} fnn reads; "
+        "scale it down (a digit needs only a few hundred pixels a side)"
+    )
+
+
+def _pixels(image: Image.Image) -> np.ndarray:
+    """The image's samples as an array in its own type: (h, w, 4) uint8 when it has transparency,
+    (h, w) uint16/int32/float32 for 16-bit, 32-bit and float images, (h, w) uint8 otherwise."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255
-        alpha = rgba[..., 3]
-        gray = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        # strokes drawn on a transparent layer: put them on the opposite shade so they show
-        ink_is_dark = alpha.sum() > 0 and float((gray * alpha).sum() / alpha.sum()) < 0.5
-        return gray * alpha + (1.0 if ink_is_dark else 0.0) * (1 - alpha)
-    return np.asarray(image.convert("L"), dtype=np.float32) / 255
+        return np.asarray(image.convert("RGBA"))
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        return np.asarray(image)
+    return np.asarray(image.convert("L"))
+
+
+def _block_mean(a: np.ndarray, k: int) -> np.ndarray:
+    """(h, w, ...) -> (h // k, w // k, ...) float32: the mean of each k x k block (the last
+    h % k rows and w % k columns dropped). Shrinks a photo cheaply before the float math."""
+    h, w = a.shape[0] // k * k, a.shape[1] // k * k
+    blocks = a[:h, :w].reshape(h // k, k, w // k, k, *a.shape[2:])
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
+def _unit_range(a: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
+    """Samples of an image of `dtype` (as float32) -> [0, 1], scaled by the type's range.
+
+    8-bit / 255 and 16-bit / 65535 — never clipped to 8 bits, so a dark 16-bit scan keeps its
+    grey levels; 32-bit integer and float images have no fixed range and are scaled from their
+    own minimum to their maximum (floats already in [0, 1] are kept as they are).
+    """
+    if dtype == np.uint8:
+        return a / 255
+    if dtype.kind == "u" and dtype.itemsize == 2:
+        return a / 65535
+    if not np.isfinite(a).all():
+        raise DataError(f"{name}: the image holds NaN or infinite samples")
+    low, high = float(a.min()), float(a.max())
+    if dtype.kind == "f" and low >= 0 and high <= 1:
+        return a
+    return (a - low) / (high - low) if high > low else np.zeros_like(a)
+
+
+def _read_gray(source: str | os.PathLike | bytes, name: str) -> np.ndarray:
+    """(h, w) float32 in [0, 1]: the image's luminance, transparency flattened, photos larger
+    than `MAX_SIDE` shrunk by whole-pixel block means."""
+    with _open(source, name) as image:
+        pixels = _pixels(image)
+    k = -(-max(pixels.shape[:2]) // MAX_SIDE)  # ceil
+    samples = _unit_range(_block_mean(pixels, k), pixels.dtype, name)
+    if samples.ndim == 2:
+        return samples
+    alpha = samples[..., 3]
+    gray = samples[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    # strokes drawn on a transparent layer: put them on the opposite shade so they show
+    ink_is_dark = alpha.sum() > 0 and float((gray * alpha).sum() / alpha.sum()) < 0.5
+    return gray * alpha + (1.0 if ink_is_dark else 0.0) * (1 - alpha)
 
 
 def _border_median(gray: np.ndarray) -> float:
@@ -71,21 +152,29 @@ def _centre_of_mass(ink: np.ndarray) -> tuple[float, float]:
 
 
 def load_digit_image(path: str | os.PathLike) -> np.ndarray:
-    """Read one digit image (PNG/JPEG, any size, either polarity) as an MNIST-style input.
+    """Read one digit image file (PNG/JPEG, any size, either polarity) as an MNIST-style input.
 
     Returns x: (784,) float32 in [0, 1], a 28x28 white-on-black image in row-major order,
     ready for `fnn.predict(params, x[None, :])`. See the module docstring for the steps.
-    Raises ValueError naming the file when it is missing, not an image, or blank (no ink).
+    Raises DataError naming the file when it is missing, not an image, too large or blank.
     """
-    path = Path(path)
-    gray = _read_gray(path)
+    return digit_from_gray(_read_gray(path, str(path)), str(path))
+
+
+def digit_from_bytes(data: bytes, name: str = "image") -> np.ndarray:
+    """`load_digit_image` for an image file's bytes (an upload); `name` is used in errors."""
+    return digit_from_gray(_read_gray(bytes(data), name), name)
+
+
+def digit_from_gray(gray: np.ndarray, name: str) -> np.ndarray:
+    """gray: (h, w) float in [0, 1], either polarity -> x: (784,) float32, steps 2-5 above."""
     background = _border_median(gray)
     if background > 0.5:  # dark ink on light paper: flip to MNIST's white on black
         gray, background = 1 - gray, 1 - background
     contrast = float(gray.max()) - background
     if contrast < MIN_CONTRAST:
-        raise ValueError(
-            f"{path}: no digit found (the image is blank: brightest ink differs from the "
+        raise DataError(
+            f"{name}: no digit found (the image is blank: brightest ink differs from the "
             f"background by {contrast:.3f} < {MIN_CONTRAST})"
         )
     ink = np.clip((gray - background) / contrast, 0, 1)

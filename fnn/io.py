@@ -1,11 +1,24 @@
 """Model files that never pickle: saving and loading.
 
-A model file is ONE `.npz` (a zip of `.npy` arrays) holding
+A model file is ONE `.npz` (a zip of `.npy` arrays). Format version 2 holds
 
-    W1, b1, W2, b2, ..., WL, bL      the layers, float32 or float64, W_l: (n_{l-1}, n_l), b_l: (n_l,)
-    metadata.json                     a 0-d unicode array: the JSON text of the metadata dict
+    layers.{j}.{f}     array field f of layer j (0-based position in the stack), e.g.
+                       layers.0.W: (n_0, n_1), layers.0.b: (n_1,), layers.2.W, ...; all
+                       float32 or all float64, finite
+    metadata.json      a 0-d unicode array: the JSON text of the metadata dict, whose "layers"
+                       lists the stack in order, one {"type": class name, **static fields} per
+                       layer: [{"type": "Dense"}, {"type": "LeakyRelu", "alpha": 0.01}, ...]
 
-Nothing in it needs pickle, so `load_model` opens it with `allow_pickle=False` and then checks
+A layer's array fields (its attrs fields not made with `fnn.tree.static`) are its npz entries and
+its static fields are its JSON settings, passed back to the class as keyword arguments on loading
+(a tuple comes back as a list). So any frozen attrs layer, the user's own too, has one unambiguous
+file form. The metadata also carries `layer_sizes` (input width, then the width of each Dense
+layer), `dtype` and `class_names`.
+
+Version 1 (fnn before layers were records) held W1, b1, ..., WL, bL and no "layers": it meant
+Dense, Relu, Dense, Relu, ..., Dense, and `load_model` still rebuilds exactly that.
+
+Nothing in a file needs pickle, so `load_model` opens it with `allow_pickle=False` and then checks
 every entry against the metadata before building the `MLP`. A file that fails any check raises
 `ModelFileError` naming the file, what is wrong and what to do.
 
@@ -22,22 +35,70 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import attrs
 import numpy as np
 
-import fnn
 from fnn.errors import ModelFileError
 from fnn.files import atomic_path
-from fnn.params import MLP, Dense
+from fnn.layers import BUILT_IN, Dense, Relu
+from fnn.params import MLP, layer_sizes
+from fnn.tree import static_fields
+from fnn.version import __version__
 
 FORMAT_NAME = "fnn-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METADATA_KEY = "metadata.json"
 MNIST_PREPROCESSING = (
     "pixels / 255 as float in [0, 1]; 28x28 grayscale, row-major (784 values); "
     "white digit on black background, as MNIST"
 )
-_FORMAT_KEYS = ("format", "format_version", "fnn_version", "layer_sizes", "dtype")
+_FORMAT_KEYS = ("format", "format_version", "fnn_version", "layer_sizes", "dtype", "layers")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with entries, an empty zip
+_SAME_WIDTH = tuple(cls for cls in BUILT_IN.values() if cls is not Dense)  # elementwise: width out = width in
+
+
+def _fields(cls: type, static: bool) -> tuple[str, ...]:
+    """The names of an attrs class's static fields (static=True) or array fields (False)."""
+    return tuple(f.name for f in attrs.fields(cls) if bool(f.metadata.get("static", False)) == static)
+
+
+def _shape_problem(stack) -> str | None:
+    """Why the Dense layers of `stack` do not chain, or None.
+
+    stack: [(class, {field: (entry name, array)})] in order. Dense W: (n_in, n_out), b: (n_out,),
+    and n_in is the width the previous Dense gives through the elementwise layers between them
+    (a layer fnn does not know may change the width, so the chain restarts after one).
+    """
+    width = None
+    for cls, arrays in stack:
+        if issubclass(cls, Dense):
+            (w_name, W), (b_name, b) = arrays["W"], arrays["b"]
+            if W.ndim != 2:
+                return f"{w_name} has shape {W.shape}; a Dense W is 2-D (n_in, n_out)"
+            if b.shape != W.shape[1:]:
+                return f"{b_name} has shape {b.shape} but {w_name} {W.shape} says ({W.shape[1]},)"
+            if width not in (None, W.shape[0]):
+                return f"{w_name} has shape {W.shape} but the layers before it give width {width}"
+            width = W.shape[1]
+        elif not issubclass(cls, _SAME_WIDTH):
+            width = None
+    return None
+
+
+def _output_width(layers) -> int | None:
+    """The network's output width k: the last Dense's, when only elementwise layers follow it."""
+    for layer in reversed(layers):
+        if isinstance(layer, Dense):
+            return int(layer.W.shape[1])
+        if not isinstance(layer, _SAME_WIDTH):
+            return None
+    return None
+
+
+def _class_names_problem(names, k: int | None) -> str | None:
+    if isinstance(names, (list, tuple)) and all(isinstance(s, str) for s in names) and k in (None, len(names)):
+        return None
+    return f"must be {'a list of' if k is None else k} strings (one per output unit), got {names!r}"
 
 
 # ---------------------------------------------------------------- saving
@@ -68,61 +129,72 @@ def _json_ready(value, where: str):
     )
 
 
-def _check_params(params: MLP) -> tuple[tuple[int, ...], np.dtype]:
-    """Layer sizes and the common dtype of a savable MLP, or ValueError/TypeError saying why not."""
-    if not isinstance(params, MLP) or not params.layers or not all(isinstance(x, Dense) for x in params.layers):
-        raise TypeError(f"params must be an fnn.MLP of Dense layers, got {type(params).__name__}")
-    dtype = getattr(params.layers[0].W, "dtype", None)
-    sizes: list[int] = []
-    for l, layer in enumerate(params.layers, start=1):
-        for name, array, ndim in ((f"W{l}", layer.W, 2), (f"b{l}", layer.b, 1)):
-            if not isinstance(array, np.ndarray) or array.ndim != ndim:
-                shape = getattr(array, "shape", type(array).__name__)
-                raise ValueError(f"{name} must be a {ndim}-D numpy array, got {shape}")
-            if array.dtype != dtype or dtype not in (np.float32, np.float64):
-                raise TypeError(f"{name} has dtype {array.dtype}; all arrays must share float32 or float64 (W1 is {dtype})")
-            if not np.isfinite(array).all():
-                raise ValueError(f"{name} holds NaN or inf: the model diverged; refusing to save it")
-        n_in, n_out = layer.W.shape
-        if (sizes and n_in != sizes[-1]) or layer.b.shape != (n_out,):
-            raise ValueError(f"layer {l} shapes do not chain: W{l} {layer.W.shape}, b{l} {layer.b.shape} after width {sizes[-1:]}")
-        sizes += [n_in, n_out] if not sizes else [n_out]
-    return tuple(int(n) for n in sizes), dtype
+def _describe_params(params: MLP) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """(metadata "layers" list, {entry name: array}) of a savable MLP, or ValueError/TypeError
+    saying why it is not: all arrays numpy, one float dtype, finite; Dense shapes chaining."""
+    if not isinstance(params, MLP) or not params.layers or not all(attrs.has(type(x)) for x in params.layers):
+        raise TypeError(f"params must be an fnn.MLP of attrs layer records, got {type(params).__name__}")
+    if not any(isinstance(layer, Dense) for layer in params.layers):
+        raise ValueError("params has no Dense layer, so no layer_sizes to save; a model file needs one")
+    described, arrays, stack = [], {}, []
+    for j, layer in enumerate(params.layers):
+        cls = type(layer)
+        settings = {f: _json_ready(v, f"params.layers[{j}].{f}") for f, v in static_fields(layer).items()}
+        if "type" in settings:
+            raise ValueError(f"params.layers[{j}] ({cls.__name__}) has a static field named 'type', which model files reserve")
+        described.append({"type": cls.__name__, **settings})
+        named = {f: (f"layers.{j}.{f}", getattr(layer, f)) for f in _fields(cls, static=False)}
+        for name, array in named.values():
+            if not isinstance(array, np.ndarray):
+                raise TypeError(f"{name} ({cls.__name__}) must be a numpy array, got {type(array).__name__}")
+            arrays[name] = array
+        stack.append((cls, named))
+    first = next(iter(arrays))  # there is one: a Dense has W and b
+    dtype = arrays[first].dtype
+    for name, array in arrays.items():
+        if array.dtype != dtype or dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name} has dtype {array.dtype}; all arrays must share float32 or float64 ({first} is {dtype})")
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name} holds NaN or inf: the model diverged; refusing to save it")
+    problem = _shape_problem(stack)
+    if problem:
+        raise ValueError(problem)
+    return described, arrays
 
 
 def save_model(path: str | os.PathLike, params: MLP, metadata: Mapping | None = None) -> Path:
     """Write `params` and `metadata` to one `.npz` model file at `path`, atomically.
 
-    params: an MLP; all arrays float32 or all float64, finite, shapes chaining.
-    metadata: caller's JSON-serialisable dict, e.g. `class_names` (k strings; default "0".."k-1"),
+    params: an MLP of layer records (fnn's or the user's own) with at least one Dense layer;
+        all arrays float32 or all float64, finite, Dense shapes chaining; static fields JSON-able.
+    metadata: caller's JSON-serialisable dict, e.g. `class_names` (k strings, k the last Dense's
+        width; default "0".."k-1"; required when a layer fnn does not know follows the last Dense),
         `preprocessing` (default `MNIST_PREPROCESSING`), `training_config`, `metrics`, `data`.
         numpy scalars are converted to Python; anything else JSON cannot hold raises TypeError
-        naming the key. The keys `format`, `format_version`, `fnn_version`, `layer_sizes` and
-        `dtype` are filled in here and may not be passed.
+        naming the key. The keys `format`, `format_version`, `fnn_version`, `layer_sizes`,
+        `dtype` and `layers` are filled in here and may not be passed.
     Returns the path written. The suffix is used as given (use `.npz`).
     """
-    sizes, dtype = _check_params(params)
+    described, arrays = _describe_params(params)
     metadata = dict(metadata or {})
     reserved = [key for key in _FORMAT_KEYS if key in metadata]
     if reserved:
         raise ValueError(f"metadata may not set {reserved}: save_model writes those itself")
-    metadata.setdefault("class_names", [str(j) for j in range(sizes[-1])])
+    k = _output_width(params.layers)
+    if k is not None:
+        metadata.setdefault("class_names", [str(j) for j in range(k)])
     metadata.setdefault("preprocessing", MNIST_PREPROCESSING)
-    names = metadata["class_names"]
-    if not isinstance(names, (list, tuple)) or len(names) != sizes[-1] or not all(isinstance(s, str) for s in names):
-        raise ValueError(f"metadata['class_names'] must be {sizes[-1]} strings (one per output unit), got {names!r}")
+    problem = _class_names_problem(metadata.get("class_names"), k)
+    if problem:
+        raise ValueError(f"metadata['class_names'] {problem}")
     full = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "fnn_version": fnn.__version__,
-        "layer_sizes": list(sizes),
-        "dtype": dtype.name,
+        "fnn_version": __version__,
+        "layer_sizes": list(layer_sizes(params)),
+        "dtype": next(iter(arrays.values())).dtype.name,
+        "layers": described,
         **_json_ready(metadata, "metadata"),
-    }
-    arrays = {
-        f"{name}{l}": array
-        for l, layer in enumerate(params.layers, start=1)
-        for name, array in (("W", layer.W), ("b", layer.b))
     }
     arrays[METADATA_KEY] = np.array(json.dumps(full, indent=1, allow_nan=False))
     path = Path(path)
@@ -163,7 +235,7 @@ def _read_metadata(path: Path, archive) -> dict:
     if version > FORMAT_VERSION:
         raise _fail(
             path,
-            f"format version {version} is newer than this fnn {fnn.__version__} reads (up to {FORMAT_VERSION})",
+            f"format version {version} is newer than this fnn {__version__} reads (up to {FORMAT_VERSION})",
             "Upgrade fnn to load it.",
         )
     sizes = meta.get("layer_sizes")
@@ -175,51 +247,97 @@ def _read_metadata(path: Path, archive) -> dict:
         raise _fail(path, f"layer_sizes is {sizes!r}, expected a list of two or more positive ints", _RETRAIN)
     if meta.get("dtype") not in ("float32", "float64"):
         raise _fail(path, f"dtype is {meta.get('dtype')!r}, expected 'float32' or 'float64'", _RETRAIN)
-    names = meta.get("class_names")
-    if not isinstance(names, list) or len(names) != sizes[-1] or not all(isinstance(s, str) for s in names):
-        raise _fail(path, f"class_names should be {sizes[-1]} strings (one per output unit), got {names!r}", _RETRAIN)
+    if version >= 2:
+        layers = meta.get("layers")
+        if not isinstance(layers, list) or not layers:
+            raise _fail(path, f"layers is {layers!r}, expected a list with one entry per layer", _RETRAIN)
+        for j, described in enumerate(layers):
+            if not isinstance(described, dict) or not isinstance(described.get("type"), str):
+                raise _fail(path, f"layers[{j}] is {described!r}, expected {{'type': class name, **static fields}}", _RETRAIN)
     return meta
 
 
-def _read_layers(path: Path, archive, meta: dict) -> MLP:
+def _plan(path: Path, meta: dict, registry: Mapping[str, type]) -> list[tuple[str, type, dict, dict[str, str]]]:
+    """[(type name, class, static settings, {array field: entry name})], one per layer of the file."""
+    if meta["format_version"] == 1:  # W1, b1, ..., WL, bL meant Dense, Relu, Dense, ..., Relu, Dense
+        dense = [("Dense", Dense, {}, {"W": f"W{l}", "b": f"b{l}"}) for l in range(1, len(meta["layer_sizes"]))]
+        return [layer for d in dense[:-1] for layer in (d, ("Relu", Relu, {}, {}))] + dense[-1:]
+    plan = []
+    for j, described in enumerate(meta["layers"]):
+        settings = {key: value for key, value in described.items() if key != "type"}
+        name = described["type"]
+        cls = registry.get(name)
+        if cls is None:
+            fix = f"Pass its class: load_model(path, layers={{{name!r}: {name}}})"
+            raise _fail(path, f"layer {j} has type {name!r}, which this fnn does not know", fix)
+        takes = _fields(cls, static=True)
+        unknown = sorted(set(settings) - set(takes))
+        if unknown:
+            problem = f"layer {j} ({name}) has settings {unknown}, which {cls.__name__} does not take (it takes {list(takes)})"
+            raise _fail(path, problem, f"Load it with the {name} class it was saved with, or re-save it.")
+        plan.append((name, cls, settings, {f: f"layers.{j}.{f}" for f in _fields(cls, static=False)}))
+    return plan
+
+
+def _read_layers(path: Path, archive, meta: dict, registry: Mapping[str, type]) -> MLP:
     """The MLP of an open npz whose metadata passed `_read_metadata`; every array checked."""
-    sizes, dtype = meta["layer_sizes"], np.dtype(meta["dtype"])
-    L = len(sizes) - 1
-    expected = {f"{name}{l}" for l in range(1, L + 1) for name in "Wb"} | {METADATA_KEY}
+    plan = _plan(path, meta, registry)
+    expected = {entry for *_, entries in plan for entry in entries.values()} | {METADATA_KEY}
     missing = sorted(expected - set(archive.files))
     if missing:
-        raise _fail(path, f"missing arrays {missing} for the {L} layers of layer_sizes {sizes}", _RETRAIN)
+        raise _fail(path, f"missing arrays {missing} for its {len(plan)} layers", _RETRAIN)
     extra = sorted(set(archive.files) - expected)
     if extra:
-        raise _fail(path, f"unexpected arrays {extra} (layer_sizes {sizes} has {L} layers)", _RETRAIN)
+        raise _fail(path, f"unexpected arrays {extra}, which none of its {len(plan)} layers has", _RETRAIN)
+    dtype = np.dtype(meta["dtype"])
 
-    def read(name: str, shape: tuple[int, ...]) -> np.ndarray:
-        array = archive[name]
+    def read(entry: str) -> np.ndarray:
+        array = archive[entry]
         if array.dtype != dtype:
-            raise _fail(path, f"{name} has dtype {array.dtype} but metadata says {dtype}", _RETRAIN)
-        if array.shape != shape:
-            raise _fail(path, f"{name} has shape {array.shape} but layer_sizes {sizes} say {shape}", _RETRAIN)
+            raise _fail(path, f"{entry} has dtype {array.dtype} but metadata says {dtype}", _RETRAIN)
         if not np.isfinite(array).all():
-            raise _fail(path, f"{name} holds NaN or inf values", "The model is unusable; retrain it.")
+            raise _fail(path, f"{entry} holds NaN or inf values", "The model is unusable; retrain it.")
         return array
 
-    return MLP(
-        layers=tuple(
-            Dense(W=read(f"W{l}", (sizes[l - 1], sizes[l])), b=read(f"b{l}", (sizes[l],)))
-            for l in range(1, L + 1)
-        )
-    )
+    stack = [(cls, {f: (entry, read(entry)) for f, entry in entries.items()}) for _, cls, _, entries in plan]
+    problem = _shape_problem(stack)
+    if problem:
+        raise _fail(path, problem, _RETRAIN)
+    layers = []
+    for j, ((name, cls, settings, _), (_, arrays)) in enumerate(zip(plan, stack)):
+        try:
+            layers.append(cls(**{f: array for f, (_, array) in arrays.items()}, **settings))
+        except Exception as err:  # noqa: BLE001 - a user class may raise anything; report it, never a traceback
+            problem = f"layer {j} ({name}) cannot be rebuilt from settings {settings} ({type(err).__name__}: {err})"
+            raise _fail(path, problem, f"Load it with the {name} class it was saved with, or re-save it.") from None
+    params = MLP(layers=layers)
+    sizes = list(layer_sizes(params)) if any(isinstance(layer, Dense) for layer in layers) else []
+    if sizes != meta["layer_sizes"]:
+        raise _fail(path, f"layer_sizes is {meta['layer_sizes']} but its Dense layers give {sizes}", _RETRAIN)
+    problem = _class_names_problem(meta.get("class_names"), _output_width(layers))
+    if problem:
+        raise _fail(path, f"class_names {problem}", _RETRAIN)
+    return params
 
 
-def load_model(path: str | os.PathLike) -> tuple[MLP, dict]:
+def load_model(path: str | os.PathLike, layers: Mapping[str, type] | None = None) -> tuple[MLP, dict]:
     """Read a model file written by `save_model`: (params, metadata), after checking everything.
 
+    layers: extra layer classes by type name, e.g. {"Swish": Swish}, for the user's own layers;
+        merged over `fnn.layers.BUILT_IN` (so it may also replace a built-in).
     Checks: the file exists and is an npz (zip); it has a metadata entry with format
-    `fnn-model` and a version this fnn reads; arrays W1, b1, ..., WL, bL exist, no others;
-    each has the metadata's dtype and the shape its layer_sizes give (so the layers chain);
-    values are finite; nothing needs pickle. Any failure raises ModelFileError.
+    `fnn-model` and a version this fnn reads; every layer's type is known and its settings are
+    static fields of its class; each array field's entry exists, no others; each has the
+    metadata's dtype and is finite; Dense shapes chain and give layer_sizes; class_names has
+    one name per output; each layer rebuilds (its class's validators pass); nothing needs
+    pickle. Version-1 files load as Dense, Relu, ..., Dense. Any failure raises ModelFileError.
     metadata: the dict as saved, format fields included.
     """
+    if layers is not None and not (
+        isinstance(layers, Mapping) and all(isinstance(k, str) and isinstance(c, type) and attrs.has(c) for k, c in layers.items())
+    ):
+        raise TypeError(f"layers must map type names to attrs layer classes, e.g. {{'Swish': Swish}}, got {layers!r}")
+    registry = {**BUILT_IN, **(layers or {})}
     path = Path(path)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
@@ -232,7 +350,7 @@ def load_model(path: str | os.PathLike) -> tuple[MLP, dict]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta = _read_metadata(path, archive)
-            return _read_layers(path, archive, meta), meta
+            return _read_layers(path, archive, meta, registry), meta
     except ModelFileError:
         raise
     except ValueError as err:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import attrs
 import numpy as np
 import pandas as pd
 
@@ -190,3 +191,59 @@ def most_confident_errors(proba, y, n: int = 16) -> np.ndarray:
     wrong = np.flatnonzero(proba.argmax(axis=1) != y)
     order = np.argsort(-proba[wrong].max(axis=1), kind="stable")
     return wrong[order[:n]].astype(np.int64)
+
+
+# ---------------------------------------------------------------- the whole report
+
+
+@attrs.frozen(eq=False)
+class EvaluationReport:
+    """Everything `fnn evaluate` reports about predictions `proba` for labels `y`.
+
+    accuracy: float; predicted: (n,) int64 argmax of proba; confusion: (k, k) int64
+    (`confusion_matrix`); per_class: `classification_report`; reliability:
+    `reliability_table`; calibration_error: its ECE; errors: the most confidently wrong rows,
+    a DataFrame with columns index (row of proba), true, predicted (class names) and
+    probability (of the wrong prediction), highest first; class_names: the k names.
+    """
+
+    accuracy: float
+    predicted: np.ndarray
+    confusion: np.ndarray
+    per_class: pd.DataFrame
+    reliability: pd.DataFrame
+    calibration_error: float
+    errors: pd.DataFrame
+    class_names: tuple[str, ...]
+
+
+def evaluation_report(proba, y, class_names: Sequence[str], n_errors: int = 16) -> EvaluationReport:
+    """Score probabilities against labels: accuracy, per-class table, calibration, worst errors.
+
+    proba: (n, k) probabilities (rows sum to 1); y: (n,) int labels in [0, k);
+    class_names: k names; n_errors: how many confident mistakes to list (at most).
+    """
+    proba, y = _check_proba(proba, y)
+    names = tuple(str(name) for name in class_names)
+    predicted = proba.argmax(axis=1).astype(np.int64)
+    cm = confusion_matrix(y, predicted, proba.shape[1])
+    reliability = reliability_table(proba, y)
+    wrong = most_confident_errors(proba, y, n_errors)
+    errors = pd.DataFrame(
+        {
+            "index": wrong,
+            "true": [names[t] for t in y[wrong]],
+            "predicted": [names[p] for p in predicted[wrong]],
+            "probability": proba[wrong, predicted[wrong]].astype(np.float64),
+        }
+    )
+    return EvaluationReport(
+        accuracy=accuracy(y, predicted),
+        predicted=predicted,
+        confusion=cm,
+        per_class=classification_report(cm, names),
+        reliability=reliability,
+        calibration_error=calibration_error(reliability),
+        errors=errors,
+        class_names=names,
+    )

@@ -1,37 +1,34 @@
-"""The math of the network, top to bottom: activations, forward pass, loss, backprop, a GD step.
+"""The math of the network, top to bottom: the softmax head, the forward pass, loss, backprop.
 
-Convention: samples are rows. For a batch X: (m, n_0) and layers l = 1..L,
+Convention: samples are rows. A network is a stack of layers (`fnn.layers`) f_1 .. f_L; for a
+batch X: (m, n_0)
 
     A_0 = X
-    Z_l = A_{l-1} W_l + b_l            W_l: (n_{l-1}, n_l), b_l: (n_l,)
-    A_l = relu(Z_l)                    for l < L
-    P   = softmax(Z_L)                 (m, k), k = n_L classes
-    J   = -(1/m) Σ_i log P[i, y_i] + (l2 / (2m)) Σ_l ||W_l||²
+    A_l, cache_l = f_l.forward(A_{l-1}, rng)        l = 1..L
+    P   = softmax(A_L)                              (m, k): A_L are the logits, k classes
+    J   = -(1/m) Σ_i log P[i, y_i] + (l2 / (2m)) Σ ||W||²   (the W of every Dense layer, never b)
 
 and backprop, with Y the one-hot labels:
 
-    dZ_L = (P - Y) / m
-    dW_l = A_{l-1}ᵀ dZ_l + (l2/m) W_l
-    db_l = Σ_i dZ_l[i, :]              (a vector: one entry per unit, summed over the batch)
-    dZ_{l-1} = (dZ_l W_lᵀ) ⊙ [Z_{l-1} > 0]
+    dA_L = (P - Y) / m
+    grads_l, dA_{l-1} = f_l.backward(cache_l, dA_l)          l = L..1
+    dW  += (l2/m) W                                          for the W of every Dense layer
 
 Every function computes in the params' dtype (float32 by default); X is cast to it once.
+`forward_pass`, `backward` and `backprop` skip input validation (the training loop validates the
+data set once); every other public function validates its inputs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from fnn.params import MLP, Dense
-from fnn.tree import tree_map
+from fnn import checks
+from fnn.layers import Dense
+from fnn.params import MLP, params_dtype
+from fnn.tree import tree_leaves, tree_map
 
-
-# ---------------------------------------------------------------- activations and their rules
-
-
-def relu(Z: np.ndarray) -> np.ndarray:
-    """relu(Z) = max(Z, 0), elementwise. Its derivative is the mask [Z > 0]."""
-    return np.maximum(Z, 0)
+# ---------------------------------------------------------------- the head: softmax + cross-entropy
 
 
 def log_softmax(Z: np.ndarray) -> np.ndarray:
@@ -51,32 +48,45 @@ def softmax(Z: np.ndarray) -> np.ndarray:
 
 def cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
     """Mean cross-entropy -(1/m) Σ_i log softmax(logits)[i, y_i]. logits: (m, k), y: (m,) int."""
+    return cross_entropy_and_delta(logits, y)[0]
+
+
+def cross_entropy_and_delta(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """(J, dJ/dlogits) of the mean cross-entropy. logits: (m, k), y: (m,) int -> (float, (m, k)).
+
+    Softmax and cross-entropy together have the simple derivative dJ/dZ = (P - Y) / m: the
+    softmax Jacobian and the log's 1/P cancel. Subtracting 1 at [i, y_i] is P - Y without
+    building the one-hot Y.
+    """
     m = logits.shape[0]
-    return float(-log_softmax(logits)[np.arange(m), y].mean())
+    rows = np.arange(m)
+    logp = log_softmax(logits)
+    value = float(-logp[rows, y].mean())
+    delta = np.exp(logp, out=logp)
+    delta[rows, y] -= 1
+    delta /= m
+    return value, delta
 
 
 # ---------------------------------------------------------------- input checks
 
 
-def _check_inputs(params: MLP, X, y=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate a batch against the network and return X in the params' dtype.
+def check_batch(params: MLP, X, y=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate a batch and return (X in the params' dtype, y as given).
 
-    Raises TypeError/ValueError naming what was expected: X must be a 2-D finite float array
-    with n_0 columns and at least one row; y (if given) a 1-D int array of the same length
-    with every label in [0, k).
+    X must be a 2-D finite numeric array with at least one row (its width is checked by the
+    first layer that has one); y, if given, a 1-D int array of the same length with labels >= 0
+    (the upper bound k is checked against the logits, `check_labels`).
     """
-    n_in = params.layers[0].W.shape[0]
-    k = params.layers[-1].W.shape[1]
-    dtype = params.layers[0].W.dtype
     if not isinstance(X, np.ndarray):
-        raise TypeError(f"X must be a numpy array of shape (m, {n_in}), got {type(X).__name__}")
-    if X.ndim != 2 or X.shape[1] != n_in:
-        raise ValueError(f"X must have shape (m, {n_in}) (samples in rows), got {X.shape}")
+        raise TypeError(f"X must be a numpy array of shape (m, n_inputs), got {type(X).__name__}")
+    if X.ndim != 2:
+        raise ValueError(f"X must have shape (m, n_inputs) (samples in rows), got {X.shape}")
     if X.shape[0] == 0:
         raise ValueError("X is an empty batch: it needs at least one row")
     if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
         raise TypeError(f"X must hold numbers, got dtype {X.dtype}")
-    X = X.astype(dtype, copy=False)
+    X = X.astype(params_dtype(params), copy=False)
     # min and max propagate NaN and reach ±inf, so two allocation-free reductions decide
     # what np.isfinite(X).all() would, about 1.5x faster; the row is found only on failure.
     if not (np.isfinite(X.min()) and np.isfinite(X.max())):
@@ -88,51 +98,48 @@ def _check_inputs(params: MLP, X, y=None) -> tuple[np.ndarray, np.ndarray | None
         raise TypeError(f"y must be a numpy array of integer labels, got {getattr(y, 'dtype', type(y).__name__)}")
     if y.shape != (X.shape[0],):
         raise ValueError(f"y must have shape ({X.shape[0]},) to match X's rows, got {y.shape}")
-    bad = (y < 0) | (y >= k)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"labels must be in [0, {k}), got y[{i}] = {y[i]}")
     return X, y
 
 
-def _check_l2(l2) -> float:
-    if isinstance(l2, bool) or not isinstance(l2, (int, float, np.integer, np.floating)):
-        raise TypeError(f"l2 must be a number >= 0, got {l2!r}")
-    l2 = float(l2)
-    if not (np.isfinite(l2) and l2 >= 0):
-        raise ValueError(f"l2 must be a finite number >= 0, got {l2}")
-    return l2
+def check_labels(y: np.ndarray, k: int) -> None:
+    """Every label in [0, k), k the width of the logits the network computed."""
+    bad = (y < 0) | (y >= k)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"labels must be in [0, {k}) for a network with {k} outputs, got y[{i}] = {y[i]}")
 
 
 # ---------------------------------------------------------------- forward
 
 
-def _activations(layers: tuple[Dense, ...], X: np.ndarray) -> list[np.ndarray]:
-    """[A_0 = X, A_1, ..., A_{L-1}, Z_L]: the hidden activations backprop needs, then logits."""
-    outputs = [X]
-    for layer in layers[:-1]:
-        Z = outputs[-1] @ layer.W
-        Z += layer.b
-        outputs.append(np.maximum(Z, 0, out=Z))  # relu in place: Z is ours
-    Z = outputs[-1] @ layers[-1].W
-    Z += layers[-1].b
-    outputs.append(Z)
-    return outputs
+def forward_pass(params: MLP, X: np.ndarray, rng: np.random.Generator | None = None) -> tuple[list, list]:
+    """The one forward pass: ([A_0, A_1, ..., A_L], [cache_1, ..., cache_L]). No validation.
+
+    X: (m, n_0) in the params' dtype; A_L: (m, k) the logits. rng: a Generator while training
+    (Dropout draws its masks from it, layer by layer, so the same rng state gives the same
+    masks), None otherwise.
+    """
+    outputs, caches = [X], []
+    for layer in params.layers:
+        A, cache = layer.forward(outputs[-1], rng)
+        outputs.append(A)
+        caches.append(cache)
+    return outputs, caches
 
 
-def forward(params: MLP, X: np.ndarray) -> np.ndarray:
-    """Logits of a batch. X: (m, n_0) -> Z_L: (m, k), in the params' dtype."""
-    X, _ = _check_inputs(params, X)
-    return _activations(params.layers, X)[-1]
+def forward(params: MLP, X: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Logits of a batch. X: (m, n_0) -> A_L: (m, k), in the params' dtype."""
+    X, _ = check_batch(params, X)
+    return forward_pass(params, X, checks.optional_generator("rng", rng))[0][-1]
 
 
 def predict_proba(params: MLP, X: np.ndarray) -> np.ndarray:
-    """Class probabilities softmax(Z_L). X: (m, n_0) -> P: (m, k), rows sum to 1."""
+    """Class probabilities softmax(A_L). X: (m, n_0) -> P: (m, k), rows sum to 1."""
     return softmax(forward(params, X))
 
 
 def predict(params: MLP, X: np.ndarray) -> np.ndarray:
-    """Predicted labels argmax_j Z_L[i, j]. X: (m, n_0) -> (m,) int64."""
+    """Predicted labels argmax_j A_L[i, j]. X: (m, n_0) -> (m,) int64."""
     return forward(params, X).argmax(axis=1)
 
 
@@ -140,60 +147,79 @@ def predict(params: MLP, X: np.ndarray) -> np.ndarray:
 
 
 def l2_penalty(params: MLP, l2: float, m: int) -> float:
-    """(l2 / (2m)) Σ_l ||W_l||²: weights only, never biases; m is the batch's own row count."""
+    """(l2 / (2m)) Σ ||W||² over the weight matrix of every Dense layer (never b); m the batch's rows."""
     if l2 == 0.0:
         return 0.0
-    return l2 / (2 * m) * sum(float(np.vdot(layer.W, layer.W)) for layer in params.layers)
+    weights = [layer.W for layer in params.layers if isinstance(layer, Dense)]
+    return l2 / (2 * m) * sum(float(np.vdot(W, W)) for W in weights)
 
 
-def loss(params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0) -> float:
+def loss(params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, rng: np.random.Generator | None = None) -> float:
     """J = mean cross-entropy + (l2/(2m)) Σ||W||². X: (m, n_0), y: (m,) int in [0, k)."""
-    X, y = _check_inputs(params, X, y)
-    l2 = _check_l2(l2)
-    return cross_entropy(_activations(params.layers, X)[-1], y) + l2_penalty(params, l2, X.shape[0])
+    X, y = check_batch(params, X, y)
+    l2 = checks.non_negative_float("l2", l2)
+    logits = forward_pass(params, X, checks.optional_generator("rng", rng))[0][-1]
+    check_labels(y, logits.shape[1])
+    return cross_entropy(logits, y) + l2_penalty(params, l2, X.shape[0])
+
+
+def backward(params: MLP, caches: list, dA: np.ndarray, l2: float = 0.0) -> MLP:
+    """dJ/dparams from the caches of `forward_pass` and dA = dJ/dA_L: (m, k). No validation.
+
+    Runs the layers' `backward` rules from last to first. The first layer with parameters only
+    computes its parameter gradients (`backward_params` when it has one): the gradient with
+    respect to the input X is never needed. Layers before it have no parameters and are their
+    own (empty) gradients. l2 adds (l2/m) W to each Dense weight gradient, m = dA's rows.
+    """
+    layers = params.layers
+    with_params = [i for i, layer in enumerate(layers) if tree_leaves(layer)]
+    first = with_params[0] if with_params else len(layers)
+    coef = dA.dtype.type(l2 / dA.shape[0])
+    grads = list(layers)  # layers before `first` keep themselves
+    for i in range(len(layers) - 1, first - 1, -1):
+        layer = layers[i]
+        if i == first and hasattr(layer, "backward_params"):
+            g = layer.backward_params(caches[i], dA)
+        else:
+            g, dA = layer.backward(caches[i], dA)
+        if l2 and isinstance(layer, Dense):
+            g.W[...] += coef * layer.W  # Dense's backward allocated g.W: ours to update
+        grads[i] = g
+    return MLP(layers=tuple(grads))
+
+
+def backprop(
+    params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, rng: np.random.Generator | None = None
+) -> tuple[float, MLP]:
+    """`value_and_grads` without input validation: for callers that validated the data once
+    (the training loop). X: (m, n_0) in the params' dtype, y: (m,) int in [0, k)."""
+    outputs, caches = forward_pass(params, X, rng)
+    return _head_and_backward(params, outputs, caches, y, l2)
+
+
+def _head_and_backward(params: MLP, outputs: list, caches: list, y: np.ndarray, l2: float) -> tuple[float, MLP]:
+    value, dA = cross_entropy_and_delta(outputs[-1], y)
+    return value + l2_penalty(params, l2, y.shape[0]), backward(params, caches, dA, l2)
 
 
 def value_and_grads(
-    params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, *, check: bool = True
+    params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, rng: np.random.Generator | None = None
 ) -> tuple[float, MLP]:
     """(J, dJ/dparams) from one forward pass. X: (m, n_0), y: (m,) int -> (float, MLP).
 
-    The gradient has exactly the structure, shapes and dtypes of `params`.
-    check=False skips input validation: only for callers that validated the whole data set
-    once already (the training loop), since checking every batch costs a pass over X.
+    The gradient has exactly the structure, shapes and dtypes of `params`. rng: a Generator
+    for training-mode layers (Dropout); the same rng state gives the same masks as `loss`.
     """
-    if check:
-        X, y = _check_inputs(params, X, y)
-        l2 = _check_l2(l2)
-    m = X.shape[0]
-    outputs = _activations(params.layers, X)
-    logp = log_softmax(outputs[-1])
-    rows = np.arange(m)
-    value = float(-logp[rows, y].mean()) + l2_penalty(params, l2, m)
-
-    # Softmax and cross-entropy together have the simple derivative dJ/dZ_L = (P - Y) / m:
-    # the softmax Jacobian and the log's 1/P cancel. Subtracting 1 at [i, y_i] is P - Y
-    # without building the one-hot Y.
-    dZ = np.exp(logp)
-    dZ[rows, y] -= 1
-    dZ /= m
-
-    layer_grads = []
-    for l in range(len(params.layers) - 1, -1, -1):
-        W, A_prev = params.layers[l].W, outputs[l]
-        dW = A_prev.T @ dZ
-        if l2:
-            dW += (l2 / m) * W
-        layer_grads.append(Dense(W=dW, b=dZ.sum(axis=0)))
-        if l > 0:  # dX of the input layer is never needed
-            dZ = dZ @ W.T
-            dZ *= A_prev > 0  # relu's derivative; A_prev > 0 exactly where Z_prev > 0
-    return value, MLP(layers=tuple(reversed(layer_grads)))
+    X, y = check_batch(params, X, y)
+    l2 = checks.non_negative_float("l2", l2)
+    outputs, caches = forward_pass(params, X, checks.optional_generator("rng", rng))
+    check_labels(y, outputs[-1].shape[1])
+    return _head_and_backward(params, outputs, caches, y, l2)
 
 
-def grads(params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0) -> MLP:
+def grads(params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, rng: np.random.Generator | None = None) -> MLP:
     """dJ/dparams by backprop. X: (m, n_0), y: (m,) int -> MLP of the params' shapes and dtypes."""
-    return value_and_grads(params, X, y, l2)[1]
+    return value_and_grads(params, X, y, l2, rng)[1]
 
 
 def step(params: MLP, grads: MLP, lr: float) -> MLP:

@@ -2,6 +2,8 @@
 
 Parameters, gradients, optimizer updates and optimizer state all share one structure, so each
 piece of math is written for a single array and lifted to the whole tree with `tree_map`.
+Fields of a record made with `static(...)` (attrs metadata {"static": True}) are
+hyper-parameters: they are copied into every rebuilt node and are never leaves.
 """
 
 from __future__ import annotations
@@ -12,11 +14,32 @@ import attrs
 import numpy as np
 
 
+def static(default=attrs.NOTHING, **kwargs):
+    """An attrs field for a hyper-parameter (LeakyRelu's alpha, Dropout's rate): tree operations
+    copy it into every node they rebuild and never treat it as a leaf."""
+    return attrs.field(default=default, metadata={"static": True}, **kwargs)
+
+
+def _is_static(field: attrs.Attribute) -> bool:
+    return bool(field.metadata.get("static", False))
+
+
 @functools.cache
 def _field_names(cls: type) -> tuple[str, ...] | None:
-    """The field names of an attrs class, or None for any other type (cached per type: the
-    training loop maps over the same few record types thousands of times a second)."""
-    return tuple(f.name for f in attrs.fields(cls)) if attrs.has(cls) else None
+    """The child field names of an attrs class (static fields excluded), or None for any other
+    type (cached per type: the training loop maps over the same few record types thousands of
+    times a second)."""
+    return tuple(f.name for f in attrs.fields(cls) if not _is_static(f)) if attrs.has(cls) else None
+
+
+@functools.cache
+def _static_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in attrs.fields(cls) if _is_static(f))
+
+
+def static_fields(record) -> dict:
+    """{name: value} of a record's static fields (e.g. {"rate": 0.2} for a Dropout layer)."""
+    return {name: getattr(record, name) for name in _static_names(type(record))}
 
 
 def _children(tree):
@@ -35,7 +58,7 @@ def _rebuild(tree, children):
     """A node of the same type as `tree` holding `children` (in `_children` order)."""
     names = _field_names(type(tree))
     if names is not None:
-        return type(tree)(**dict(zip(names, children)))
+        return type(tree)(**dict(zip(names, children)), **static_fields(tree))
     if isinstance(tree, tuple):
         return type(tree)(*children) if hasattr(tree, "_fields") else tuple(children)
     if isinstance(tree, list):
@@ -45,7 +68,7 @@ def _rebuild(tree, children):
 
 def _describe(node) -> str:
     if attrs.has(type(node)):
-        return f"{type(node).__name__}({', '.join(f.name for f in attrs.fields(type(node)))})"
+        return f"{type(node).__name__}({', '.join(_field_names(type(node)))})"
     if isinstance(node, dict):
         return f"dict with keys {sorted(node)}"
     if isinstance(node, (tuple, list)):

@@ -22,15 +22,17 @@ from __future__ import annotations
 
 import itertools
 import math
+import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 
 import attrs
 import numpy as np
 import pandas as pd
 
 from fnn.data import Dataset, Splits
-from fnn.train import TrainConfig, evaluate, train
+from fnn.config import TrainConfig, train
+from fnn.train import evaluate
 
 RESULT_COLUMNS = ("seed", "dev_acc", "dev_loss", "seconds", "epochs_run", "stopped")
 
@@ -90,6 +92,35 @@ def train_point(config: TrainConfig, train_set: Dataset, dev_set: Dataset) -> di
         "epochs_run": result.state.epoch,
         "stopped": result.stopped,
     }
+
+
+def limit_blas_threads(threads: int) -> None:
+    """Limit this process's BLAS to `threads` threads for the rest of its life (threadpoolctl).
+
+    A worker pool's initializer: the limit is set inside each worker, after its BLAS loaded,
+    so the parent process and its environment are left as they were.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+
+
+def worker_pool(workers: int, blas_threads: int = 1) -> ProcessPoolExecutor:
+    """`workers` fresh processes for `grid_search`, each doing its BLAS work on `blas_threads`.
+
+    N processes that each start the BLAS's own thread pool fight over the cores: on a 2-core
+    machine 2 workers with 2 OpenBLAS threads each ran a grid no faster than 1 process. The
+    workers are spawned, not forked (a forked BLAS thread pool can deadlock), and
+    `limit_blas_threads` runs in each before its first task. One worker is a pool too: the
+    BLAS's thread count changes the order of its sums, so with the same `blas_threads` every
+    grid point runs the same way and the table does not depend on `workers`.
+    """
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=limit_blas_threads,
+        initargs=(blas_threads,),
+    )
 
 
 def grid_search(

@@ -23,7 +23,8 @@ import pandas as pd
 import fnn
 from fnn import plots
 from fnn.optim import adam, gd, sgd
-from fnn.train import evaluate, fit
+from fnn.fit import fit
+from fnn.train import evaluate
 
 
 def describe_blas() -> str:

@@ -27,7 +27,8 @@ import toolz
 import fnn
 from fnn import metrics, plots, tune
 from fnn.optim import constant, gd
-from fnn.train import TrainConfig, batches, evaluate, init_state, train, train_step
+from fnn.config import TrainConfig, train
+from fnn.train import batches, evaluate, init_state, train_step
 
 
 def scores(params: fnn.MLP, name: str, dataset: fnn.Dataset) -> dict:

@@ -25,7 +25,7 @@ import fnn
 from fnn.cli import main
 from fnn.data import load_dataset
 from fnn.io import load_model
-from fnn.train import history_columns
+from fnn.fit import history_columns
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "2", "--hidden", "16", "--no-progress"]
@@ -102,11 +102,11 @@ def digit_png(path: Path, x: np.ndarray, size: int = 90) -> Path:
 @pytest.mark.parametrize(
     "command, flags",
     [
-        ("train", ["--epochs", "--batch-size", "--lr", "--seed", "--hidden", "--l2", "--optimizer", "--data", "--out", "--dev", "--test", "--progress", "--debug"]),
-        ("tune", ["--hiddens", "--l2s", "--lrs", "--workers", "--refit-on-dev", "--epochs", "--data", "--out", "--seed"]),
+        ("train", ["--epochs", "--batch-size", "--lr", "--seed", "--hidden", "--l2", "--optimizer", "--data", "--out", "--dev", "--test", "--progress", "--debug", "--activation", "--dropout"]),
+        ("tune", ["--hiddens", "--l2s", "--lrs", "--workers", "--refit-on-dev", "--epochs", "--data", "--out", "--seed", "--activation", "--dropout"]),
         ("evaluate", ["--model", "--data", "--out"]),
         ("predict", ["--model", "--data", "--out"]),
-        ("gradcheck", ["--sizes", "--batch", "--l2", "--seed"]),
+        ("gradcheck", ["--sizes", "--batch", "--l2", "--seed", "--activation", "--dropout"]),
     ],
 )
 def test_every_command_explains_its_flags(capsys, command, flags):
@@ -132,7 +132,7 @@ def test_train_writes_every_promised_file(run_dir):
         assert 0.5 < summary["scores"][part]["accuracy"] <= 1 and summary["scores"][part]["loss"] > 0
     assert summary["seconds"] > 0 and summary["config"]["epochs"] == 2 and summary["config"]["hidden"] == [16]
     history = pd.read_csv(out / "history.csv")
-    assert list(history.columns) == history_columns(2) and history["epoch"].tolist() == [1, 2]
+    assert list(history.columns) == history_columns(fnn.init(np.random.default_rng(0), (784, 8, 10))) and history["epoch"].tolist() == [1, 2]
     params, meta = load_model(out / "model.npz")
     assert fnn.layer_sizes(params) == (784, 16, 10)
     assert meta["metrics"]["test"]["accuracy"] == summary["scores"]["test"]["accuracy"]
@@ -164,6 +164,21 @@ def test_evaluate_a_kaggle_train_csv(run_dir, sample_digits, tmp_path, capsys):
     assert {p.name for p in (tmp_path / "ev").iterdir()} >= {"metrics.json", "confusion_matrix.png", "reliability_diagram.png"}
     for png in (tmp_path / "ev").glob("*.png"):
         assert_real_png(png)
+
+
+def test_a_tanh_dropout_run_evaluates_as_the_library_scores_it(sample_digits, tmp_path, capsys):
+    status, out, _ = run(capsys, "train", *TINY, "--activation", "tanh", "--dropout", "0.2", "--out", str(tmp_path / "run"))
+    assert status == 0 and "tanh, dropout 0.2" in out
+    params, meta = load_model(tmp_path / "run" / "model.npz")
+    assert [type(layer).__name__ for layer in params.layers] == ["Dense", "Tanh", "Dropout", "Dense"]
+    assert params.layers[2].rate == 0.2 and meta["training_config"]["activation"] == "tanh"
+    X, y = sample_digits
+    csv = kaggle_csv(tmp_path / "train.csv", X, y)
+    status, out, _ = run(capsys, "evaluate", "--model", str(tmp_path / "run" / "model.npz"), "--data", str(csv), "--out", str(tmp_path / "ev"))
+    assert status == 0
+    assert float(out.splitlines()[0].split()[1]) == pytest.approx(np.mean(fnn.predict(params, X) == y), abs=5e-5)
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert not history.filter(like="dead_frac").columns.size  # tanh units are never "dead"
 
 
 def test_evaluate_a_headerless_label_last_csv(run_dir, sample_digits, tmp_path, capsys):
@@ -219,7 +234,7 @@ def test_gradcheck_passes_and_names_every_parameter(capsys):
 
 def test_gradcheck_fails_with_status_1_when_the_tolerance_is_missed(capsys, monkeypatch):
     # A gradient check that reports a large error must FAIL; the CLI only compares numbers.
-    monkeypatch.setattr("fnn.cli.check_grads", lambda rng, sizes, batch, l2: [("W1", 1e-3), ("b1", 1e-9)])
+    monkeypatch.setattr("fnn.cli.check_random_network", lambda rng, sizes, batch, l2, **kw: [("W1", 1e-3), ("b1", 1e-9)])
     status, out, _ = run(capsys, "gradcheck")
     assert status == 1
     assert "FAIL" in out
@@ -229,11 +244,11 @@ def test_threads_limits_the_blas_while_the_command_runs(capsys, monkeypatch):
     import threadpoolctl
     seen = []
 
-    def spy(rng, sizes, batch, l2):
+    def spy(rng, sizes, batch, l2, **kw):
         seen.extend(info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas")
         return [("W1", 1e-9)]
 
-    monkeypatch.setattr("fnn.cli.check_grads", spy)
+    monkeypatch.setattr("fnn.cli.check_random_network", spy)
     status, _, _ = run(capsys, "gradcheck", "--threads", "1")
     assert status == 0 and seen and set(seen) == {1}
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from fnn.images import load_digit_image
+from fnn.errors import DataError
+from fnn.images import MAX_PIXELS, digit_from_bytes, load_digit_image
 
 
 def _centre_of_mass(image: np.ndarray) -> tuple[float, float]:
@@ -102,3 +106,75 @@ def test_non_image_and_missing_files_are_errors(tmp_path):
 def test_a_folder_is_not_called_an_unreadable_image(tmp_path):
     with pytest.raises(ValueError, match="cannot read the file"):
         load_digit_image(tmp_path)
+
+
+def test_bytes_and_path_give_the_same_digit(tmp_path):
+    path = _drawn_digit(tmp_path / "four.png")
+    np.testing.assert_array_equal(digit_from_bytes(path.read_bytes()), load_digit_image(path))
+    with pytest.raises(DataError, match="^upload: not an image"):
+        digit_from_bytes(b"GIF89a but not really", "upload")
+
+
+def _declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares width x height (the pixel data is a 1x1 image's)."""
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")  # IHDR width, height
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # IHDR CRC
+    return bytes(data)
+
+
+@pytest.mark.parametrize("side", [8000, 12000, 20000])  # above fnn's limit; above Pillow's warning; its error
+def test_a_huge_declared_size_is_one_error_before_decoding(tmp_path, side, recwarn):
+    data = _declaring(side, side)
+    assert len(data) < 100 and side * side > MAX_PIXELS
+    path = tmp_path / "bomb.png"
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=r"^\S*bomb.png: the image declares .* pixels, more than the 50,000,000"):
+        load_digit_image(path)
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_a_truncated_image_is_named(tmp_path):
+    path = _drawn_digit(tmp_path / "cut.png")
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(DataError, match="cut.png: not an image Pillow can read"):
+        load_digit_image(path)
+
+
+def _dark_scan(tmp_path, dtype, top) -> np.ndarray:
+    """The '4' as a dark 16-bit or float scan: ink at `top`, paper at 0 — the 8-bit digit scaled."""
+    eight_bit = np.asarray(Image.open(_drawn_digit(tmp_path / "ink.png", ink="white", paper="black", mode="L")))
+    return (eight_bit / 255 * top).astype(dtype)
+
+
+def test_16_bit_images_are_scaled_by_their_range_not_clipped(tmp_path):
+    reference = load_digit_image(_drawn_digit(tmp_path / "ref.png"))
+    # a dark scan: the ink reaches 12000 of 65535, far above 255 (which 8-bit clipping would turn
+    # into a flat two-level image) and well below full scale
+    Image.fromarray(_dark_scan(tmp_path, np.uint16, 12000)).save(tmp_path / "scan16.png")
+    assert Image.open(tmp_path / "scan16.png").mode.startswith("I;16")
+    scan = load_digit_image(tmp_path / "scan16.png")
+    np.testing.assert_allclose(scan, reference, atol=0.02)
+    # the same scan at 1/20 of that brightness is (as at 8 bits) too faint to be a digit
+    Image.fromarray(_dark_scan(tmp_path, np.uint16, 600)).save(tmp_path / "faint16.png")
+    with pytest.raises(DataError, match="faint16.png: no digit found"):
+        load_digit_image(tmp_path / "faint16.png")
+
+
+@pytest.mark.parametrize("top", [1.0, 3000.0])
+def test_float_images_are_scaled_by_their_range(tmp_path, top):
+    reference = load_digit_image(_drawn_digit(tmp_path / "ref.png"))
+    Image.fromarray(_dark_scan(tmp_path, np.float32, top)).save(tmp_path / "scan.tiff")
+    assert Image.open(tmp_path / "scan.tiff").mode == "F"
+    np.testing.assert_allclose(load_digit_image(tmp_path / "scan.tiff"), reference, atol=0.02)
+
+
+def test_a_large_photo_is_shrunk_first_and_reads_like_a_small_one(tmp_path):
+    small = load_digit_image(_drawn_digit(tmp_path / "small.png"))
+    big = Image.open(tmp_path / "small.png").resize((3000, 4000), Image.Resampling.NEAREST)
+    big.save(tmp_path / "big.png")
+    x = load_digit_image(tmp_path / "big.png")
+    _check_mnist_like(x)
+    assert np.abs(x - small).mean() < 0.02

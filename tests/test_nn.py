@@ -249,10 +249,11 @@ def test_float64_end_to_end():
 # ---------------------------------------------------------------- purity
 
 
-def test_relu_and_softmaxes_leave_their_input_alone():
+def test_activations_and_softmaxes_leave_their_input_alone():
     Z = np.array([[-1.0, 0.0, 2.0], [3.0, -4.0, 5.0]], dtype=np.float32)
     before = Z.copy()
-    for f in (fnn.relu, fnn.softmax, fnn.log_softmax):
+    layers = (fnn.Relu(), fnn.LeakyRelu(0.1), fnn.Tanh(), fnn.Sigmoid())
+    for f in (fnn.softmax, fnn.log_softmax, *(lambda A, layer=layer: layer.forward(A, None)[0] for layer in layers)):
         out = f(Z)
         assert not np.shares_memory(out, Z)
         np.testing.assert_array_equal(Z, before)

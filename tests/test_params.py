@@ -18,8 +18,10 @@ sizes_strategy = st.lists(st.integers(1, 30), min_size=2, max_size=5).map(tuple)
 def test_init_has_the_requested_shapes_dtype_and_zero_biases(seed, sizes, dtype):
     params = fnn.init(np.random.default_rng(seed), sizes, dtype=dtype)
     assert fnn.layer_sizes(params) == sizes
-    assert len(params.layers) == len(sizes) - 1
-    for layer, n_in, n_out in zip(params.layers, sizes[:-1], sizes[1:]):
+    dense = params.layers[::2]  # Dense, Relu, Dense, ..., Dense
+    assert len(params.layers) == 2 * len(sizes) - 3
+    assert all(isinstance(layer, fnn.Relu) for layer in params.layers[1::2])
+    for layer, n_in, n_out in zip(dense, sizes[:-1], sizes[1:]):
         assert layer.W.shape == (n_in, n_out) and layer.b.shape == (n_out,)
         assert layer.W.dtype == dtype and layer.b.dtype == dtype
         assert not layer.b.any()
@@ -38,7 +40,7 @@ def test_same_seed_same_bits_different_seed_different_weights(seed, sizes, dtype
     b = fnn.init(np.random.default_rng(seed), sizes, dtype=dtype)
     assert [x.tobytes() for x in fnn.tree_leaves(a)] == [x.tobytes() for x in fnn.tree_leaves(b)]
     c = fnn.init(np.random.default_rng(seed + 1), sizes, dtype=dtype)
-    assert any(not np.array_equal(x.W, z.W) for x, z in zip(a.layers, c.layers))
+    assert any(not np.array_equal(x, z) for x, z in zip(fnn.tree_leaves(a), fnn.tree_leaves(c)))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -49,7 +51,7 @@ def test_weights_have_the_he_variance_2_over_fan_in(seed, dtype):
     # here) |s²/σ² - 1| < 5·sqrt(2/N) fails with probability ~6e-7. Likewise the sample mean is
     # N(0, σ²/N), so |mean| < 5·σ/sqrt(N).
     params = fnn.init(np.random.default_rng(seed), (784, 128, 64, 10), dtype=dtype)
-    for layer in params.layers:
+    for layer in params.layers[::2]:
         n_in = layer.W.shape[0]
         N, var = layer.W.size, 2.0 / n_in
         W = layer.W.astype(np.float64)
@@ -68,9 +70,9 @@ def test_records_are_frozen():
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        (dict(rng=np.random.RandomState(0)), TypeError, r"rng must be a numpy.random.Generator, got RandomState"),
-        (dict(rng=0), TypeError, r"rng must be a numpy.random.Generator, got int"),
-        (dict(rng=None), TypeError, r"rng must be a numpy.random.Generator, got NoneType"),
+        (dict(rng=np.random.RandomState(0)), TypeError, r"rng must be a numpy.random.Generator.*got RandomState"),
+        (dict(rng=0), TypeError, r"rng must be a numpy.random.Generator.*got int"),
+        (dict(rng=None), TypeError, r"rng must be a numpy.random.Generator.*got NoneType"),
         (dict(sizes=(784,)), ValueError, r"sizes must be two or more positive ints.*\(784,\)"),
         (dict(sizes=()), ValueError, r"sizes must be two or more positive ints"),
         (dict(sizes=(784, 0, 10)), ValueError, r"sizes must be two or more positive ints.*\(784, 0, 10\)"),

@@ -92,7 +92,7 @@ def test_training_health_with_and_without_hidden_layers(tmp_path):
     assert grad.get_yscale() == "log" and ratio.get_yscale() == "log"
     assert len(grad.lines) == 3 and len(dead.lines) == 2
     linear = plots.training_health(_history(n_layers=1))
-    assert len(linear.axes[2].lines) == 0 and "no hidden layers" in linear.axes[2].texts[0].get_text()
+    assert len(linear.axes[2].lines) == 0 and "no ReLU-family layers" in linear.axes[2].texts[0].get_text()
 
 
 def test_training_metrics_names_missing_columns():

@@ -85,7 +85,7 @@ def test_tree_leaves_of_an_mlp_are_W1_b1_W2_b2():
     params = fnn.init(np.random.default_rng(0), (3, 4, 2))
     leaves = fnn.tree_leaves(params)
     assert [leaf.shape for leaf in leaves] == [(3, 4), (4,), (4, 2), (2,)]
-    assert leaves[0] is params.layers[0].W and leaves[3] is params.layers[1].b
+    assert leaves[0] is params.layers[0].W and leaves[3] is params.layers[2].b  # Relu has no leaves
 
 
 @settings(max_examples=50, deadline=None)
@@ -143,7 +143,7 @@ def test_mismatched_structures_raise_naming_both(a, b, message):
 def test_tree_map_of_two_mlps_of_different_depth_names_both():
     shallow = fnn.init(np.random.default_rng(0), (3, 2))
     deep = fnn.init(np.random.default_rng(0), (3, 4, 2))
-    with pytest.raises(ValueError, match=r"tuple of length 1 vs tuple of length 2"):
+    with pytest.raises(ValueError, match=r"tuple of length 1 vs tuple of length 3"):
         fnn.step(shallow, deep, 0.1)
 
 

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fnn.data import Splits, load_dataset, split
-from fnn.train import TrainConfig, evaluate, train
+from fnn.config import TrainConfig, train
+from fnn.train import evaluate
 from fnn.tune import (
     RESULT_COLUMNS,
     best_config,

@@ -1,0 +1,133 @@
+"""Layers: frozen records that carry their own rule, each op written beside its derivative.
+
+A layer is a frozen attrs record with two pure methods:
+
+    forward(A, rng)      -> (Z, cache)   A: (m, n_in) -> Z: (m, n_out); rng: a Generator while
+                                         training, None otherwise (evaluation, prediction)
+    backward(cache, dZ)  -> (grads, dA)  dZ = dJ/dZ: (m, n_out) -> dA = dJ/dA: (m, n_in);
+                                         grads: a record of the layer's own type holding
+                                         dJ/dparam for each parameter (the layer itself when
+                                         it has none)
+
+Array fields are the layer's parameters: `tree_map`, optimizers and model files see them.
+Fields made with `fnn.tree.static(...)` are hyper-parameters (LeakyRelu's alpha, Dropout's rate): they
+ride along in params, grads and optimizer state but are never leaves.
+
+A layer may also define `backward_params(cache, dZ) -> grads`, the parameter half of
+`backward` alone. The network's backward pass calls it for the first layer that has
+parameters, whose dA would be the gradient with respect to the input X, which nothing needs
+(for Dense it saves a matrix product as large as the forward one).
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from fnn.tree import static
+
+def _probability(instance, attribute, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be a number in [0, 1), got {value!r}")
+
+
+def _finite_number(instance, attribute, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be a finite number, got {value!r}")
+
+
+@attrs.frozen(eq=False)
+class Dense:
+    """Affine map Z = A W + b. W: (n_in, n_out), b: (n_out,), one float dtype."""
+
+    W: np.ndarray
+    b: np.ndarray
+
+    def forward(self, A, rng):
+        if A.shape[1] != self.W.shape[0]:
+            raise ValueError(f"Dense layer takes {self.W.shape[0]} input columns (W is {self.W.shape}), got A of shape {A.shape}")
+        Z = A @ self.W
+        Z += self.b
+        return Z, A
+
+    def backward_params(self, A, dZ):
+        # dW = Aᵀ dZ: (n_in, n_out); db = Σ_i dZ[i, :]: one entry per unit, summed over the batch
+        return Dense(W=A.T @ dZ, b=dZ.sum(axis=0))
+
+    def backward(self, A, dZ):
+        return self.backward_params(A, dZ), dZ @ self.W.T  # dA = dZ Wᵀ
+
+
+@attrs.frozen
+class Relu:
+    """Z = max(A, 0); dA = dZ ⊙ [Z > 0]."""
+
+    def forward(self, A, rng):
+        Z = np.maximum(A, 0)
+        return Z, Z
+
+    def backward(self, Z, dZ):
+        return self, dZ * (Z > 0)
+
+
+@attrs.frozen
+class LeakyRelu:
+    """Z = A where A > 0, α·A elsewhere; dA = dZ ⊙ (1 where A > 0, α elsewhere)."""
+
+    alpha: float = static(0.01, validator=_finite_number)
+
+    def forward(self, A, rng):
+        positive = A > 0
+        return np.where(positive, A, A * A.dtype.type(self.alpha)), positive
+
+    def backward(self, positive, dZ):
+        return self, np.where(positive, dZ, dZ * dZ.dtype.type(self.alpha))
+
+
+@attrs.frozen
+class Tanh:
+    """Z = tanh(A); dA = dZ ⊙ (1 - Z²)."""
+
+    def forward(self, A, rng):
+        Z = np.tanh(A)
+        return Z, Z
+
+    def backward(self, Z, dZ):
+        return self, dZ * (1 - Z * Z)
+
+
+@attrs.frozen
+class Sigmoid:
+    """Z = σ(A) = 1 / (1 + e^(-A)); dA = dZ ⊙ Z(1 - Z)."""
+
+    def forward(self, A, rng):
+        # σ(A) = (1 + tanh(A/2)) / 2: the same function, and no overflow of e^(-A) for A << 0
+        Z = 0.5 * (1 + np.tanh(0.5 * A))
+        return Z, Z
+
+    def backward(self, Z, dZ):
+        return self, dZ * (Z * (1 - Z))
+
+
+@attrs.frozen
+class Dropout:
+    """Inverted dropout at rate p: while training (rng given) Z = A ⊙ M with
+    M = [U ≥ p] / (1 - p), U ~ Uniform[0, 1) per entry, so E[Z] = A; without rng Z = A.
+    dA = dZ ⊙ M (dZ itself without rng)."""
+
+    rate: float = static(0.5, validator=_probability)
+
+    def forward(self, A, rng):
+        if rng is None or self.rate == 0:
+            return A, None
+        keep = rng.random(A.shape, dtype=A.dtype) >= self.rate
+        M = keep * A.dtype.type(1 / (1 - self.rate))
+        return A * M, M
+
+    def backward(self, M, dZ):
+        return self, dZ if M is None else dZ * M
+
+
+RELU_FAMILY = (Relu, LeakyRelu)
+ACTIVATIONS = {"relu": Relu, "leaky_relu": LeakyRelu, "tanh": Tanh, "sigmoid": Sigmoid}
+BUILT_IN = {cls.__name__: cls for cls in (Dense, Relu, LeakyRelu, Tanh, Sigmoid, Dropout)}
