@@ -7,7 +7,7 @@ the first time they are used.
 
 import importlib
 
-from fnn.errors import DataError, ModelFileError, UserError
+from fnn.errors import DataError, ModelFileError, TrainingDiverged, UserError
 from fnn.gradcheck import check_grads, numeric_grads, relative_error
 from fnn.layers import Dense, Dropout, LeakyRelu, Relu, Sigmoid, Tanh
 from fnn.nn import (
@@ -37,6 +37,7 @@ _LAZY = {
     "load_dataset": "fnn.data",
     "load_test_set": "fnn.data",
     "split": "fnn.data",
+    "concat": "fnn.data",
     "atomic_path": "fnn.files",
     "load_model": "fnn.io",
     "save_model": "fnn.io",

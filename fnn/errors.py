@@ -19,3 +19,8 @@ class DataError(UserError, ValueError):
 
 class ModelFileError(UserError, ValueError):
     """A model file that cannot be used; the message names the file, the problem and the fix."""
+
+
+class TrainingDiverged(UserError, ValueError):
+    """Training whose loss stopped being finite (a learning rate too large for the data); the
+    message names the step and learning rate."""

@@ -17,11 +17,10 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
-import pandas as pd
 import toolz
 
 from fnn import checks
@@ -31,6 +30,9 @@ from fnn.optim import Optimizer
 from fnn.params import MLP
 from fnn.train import Batch, StepOutput, TrainState, advance, batches, init_state, scan
 from fnn.tree import global_norm, tree_leaves
+
+if TYPE_CHECKING:  # pandas loads when fit builds its history, not with `import fnn`
+    import pandas as pd
 
 MONITORS = ("dev_acc", "dev_loss")
 
@@ -43,8 +45,9 @@ class FitResult:
     best_params: the params at the history's best row for the monitored dev metric (the final
         params when there is no dev set).
     history: pandas DataFrame, one row per evaluation (see `fit`).
-    stopped: "completed", "early_stop" or "diverged"; message: a sentence saying why, naming
-        the step and learning rate when the loss diverged.
+    stopped: "completed", "early_stop" or "diverged"; message: one clause saying why, naming
+        the step and learning rate when the loss diverged (then `state.step` is the step whose
+        parameters were kept, the last with a finite loss).
     """
 
     state: TrainState
@@ -195,8 +198,7 @@ def _diverged(m: Monitor, loss: float, state: TrainState, good: TrainState, opti
     """Stop: a non-finite loss seen at `state`, one update after `good`."""
     message = (
         f"diverged: the training loss became {loss} at step {state.step} (epoch {good.epoch + 1}) "
-        f"with learning rate {_last_lr(optimizer, state):g}; returning the parameters after step "
-        f"{good.step}, the last with a finite loss"
+        f"with learning rate {_last_lr(optimizer, state):g}"
     )
     best_params = m.best_params if m.rows else good.params
     return attrs.evolve(m, good=good, best_params=best_params, fresh=False, stopped="diverged", message=message)
@@ -320,6 +322,8 @@ def fit(
         final = toolz.first(
             m for m in map(functools.partial(_report, callback), toolz.drop(1, monitors)) if m.stopped
         )
+    import pandas as pd  # here, not at the top: `import fnn` loads numpy, attrs and toolz only
+
     history = pd.DataFrame(list(final.rows), columns=history_columns(params))
     return FitResult(final.good, final.best_params, history, final.stopped, final.message)
 

@@ -32,10 +32,10 @@ from fnn.nn import forward_pass, loss, value_and_grads
 from fnn.params import MLP, init, layer_sizes, params_dtype
 from fnn.tree import static_fields, tree_leaves, tree_map
 
-# A batch is "clear of the kinks" when every input of a ReLU-family layer has |Z| above this; a
-# step of ε = 1e-6 moves such an input by about ε·max|A| (activations are O(1) to O(10) here),
-# far less than the margin.
-KINK_MARGIN = 1e-4
+# A batch is "clear of the kinks" when every input of a ReLU-family layer is farther than
+# KINK_CLEARANCE·ε from 0: a step of ε in one parameter moves such an input by about ε·max|A|
+# (activations are O(1) to O(10) here), far less than that.
+KINK_CLEARANCE = 100
 
 
 def replay(rng: np.random.Generator | None) -> Callable[[], np.random.Generator | None]:
@@ -180,9 +180,10 @@ def check_random_network(
     The network is `init`'s, with biases redrawn from N(0, 0.1²) (so that bias gradients and
     dead units are generic); X ~ N(0, 1) of shape (batch, n_0), y uniform in [0, n_L). With
     dropout > 0 the masks come from one Generator spawned from rng, fixed for the whole check.
-    Batches within KINK_MARGIN of a ReLU kink are redrawn (up to 100 times).
+    Batches within KINK_CLEARANCE·eps of a ReLU kink are redrawn (up to 100 times).
     """
     batch = checks.positive_int("batch", batch)
+    eps = checks.positive_float("eps", eps)
     net = init(rng, sizes, activation=activation, dropout=dropout, dtype=np.float64)
     params = MLP(
         layers=tuple(
@@ -194,10 +195,10 @@ def check_random_network(
     sizes = layer_sizes(params)
     for _ in range(100):
         X = rng.standard_normal((batch, sizes[0]))
-        if kink_margin(params, X, masks) > KINK_MARGIN:
+        if kink_margin(params, X, masks) > KINK_CLEARANCE * eps:
             y = rng.integers(0, sizes[-1], size=batch)
             return check_grads(params, X, y, l2, masks, eps)
     raise ValueError(
-        f"could not draw a batch of {batch} rows clear of ReLU kinks (margin {KINK_MARGIN}) "
+        f"could not draw a batch of {batch} rows clear of ReLU kinks (margin {KINK_CLEARANCE * eps:g}) "
         f"for sizes {sizes} in 100 tries; use a smaller batch or narrower layers"
     )

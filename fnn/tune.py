@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from fnn.data import Dataset, Splits
+from fnn.errors import TrainingDiverged
 from fnn.config import TrainConfig, train
 from fnn.train import evaluate
 
@@ -175,7 +176,7 @@ def best_row(results: pd.DataFrame) -> pd.Series:
     """
     scored = results[np.isfinite(results["dev_acc"].to_numpy(dtype=np.float64))]
     if scored.empty:
-        raise ValueError("every run of the search diverged (dev_acc is NaN); try smaller learning rates")
+        raise TrainingDiverged("every run of the search diverged (dev_acc is NaN); try smaller learning rates")
     order = scored.assign(_row=np.arange(len(scored))).sort_values(
         ["dev_acc", "dev_loss", "_row"], ascending=[False, True, True], kind="stable"
     )
@@ -198,13 +199,3 @@ def _plain(value):
     """numpy scalars from a DataFrame cell back to Python ints/floats, for TrainConfig's validators."""
     return value.item() if isinstance(value, np.generic) else value
 
-
-def train_and_dev(splits: Splits) -> Dataset:
-    """One Dataset of the train rows followed by the dev rows, for a final refit on both."""
-    train_set, dev_set = splits.train, splits.dev
-    return attrs.evolve(
-        train_set,
-        X=np.concatenate([train_set.X, dev_set.X]),
-        y=np.concatenate([train_set.y, dev_set.y]),
-        source=f"{train_set.source} (train + dev)",
-    )

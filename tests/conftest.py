@@ -10,9 +10,20 @@ from __future__ import annotations
 
 import attrs
 import numpy as np
+import pytest
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
 
 import fnn
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_blas_thread():
+    """The suite runs with BLAS limited to one thread: other processes often hold a core, and a
+    2-thread BLAS then waits on it (the README test ran 60x slower). Results differ by thread
+    count (a product's sums run in another order), so one count also keeps them comparable."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 @attrs.frozen(eq=False)

@@ -234,7 +234,7 @@ def test_gradcheck_passes_and_names_every_parameter(capsys):
 
 def test_gradcheck_fails_with_status_1_when_the_tolerance_is_missed(capsys, monkeypatch):
     # A gradient check that reports a large error must FAIL; the CLI only compares numbers.
-    monkeypatch.setattr("fnn.cli.check_random_network", lambda rng, sizes, batch, l2, **kw: [("W1", 1e-3), ("b1", 1e-9)])
+    monkeypatch.setattr("fnn.gradcheck.check_random_network", lambda rng, sizes, batch, l2, **kw: [("W1", 1e-3), ("b1", 1e-9)])
     status, out, _ = run(capsys, "gradcheck")
     assert status == 1
     assert "FAIL" in out
@@ -248,9 +248,10 @@ def test_threads_limits_the_blas_while_the_command_runs(capsys, monkeypatch):
         seen.extend(info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas")
         return [("W1", 1e-9)]
 
-    monkeypatch.setattr("fnn.cli.check_random_network", spy)
-    status, _, _ = run(capsys, "gradcheck", "--threads", "1")
-    assert status == 0 and seen and set(seen) == {1}
+    monkeypatch.setattr("fnn.gradcheck.check_random_network", spy)
+    status, _, _ = run(capsys, "gradcheck", "--threads", "2")  # the suite itself runs on 1
+    assert status == 0 and seen and set(seen) == {2}
+    assert {info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"} == {1}
 
 
 # ---------------------------------------------------------------- usage errors
@@ -310,9 +311,9 @@ def tune_table(capsys, tmp_path: Path, workers: int) -> tuple[pd.DataFrame, str,
     return pd.read_csv(out / "tune.csv"), printed, out
 
 
-def test_tune_with_two_workers_equals_one_worker(capsys, tmp_path, monkeypatch):
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        monkeypatch.delenv(variable, raising=False)  # tune sets them for its workers; undo after
+def test_tune_with_two_workers_equals_one_worker(capsys, tmp_path):
+    variables = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    before = {variable: os.environ.get(variable) for variable in variables}
     one, printed, out = tune_table(capsys, tmp_path, 1)
     two, _, _ = tune_table(capsys, tmp_path, 2)
     pd.testing.assert_frame_equal(one.drop(columns="seconds"), two.drop(columns="seconds"))
@@ -324,6 +325,7 @@ def test_tune_with_two_workers_equals_one_worker(capsys, tmp_path, monkeypatch):
     params, meta = load_model(out / "model.npz")
     assert fnn.layer_sizes(params) == (784, int(best["hidden"]), 10)
     assert meta["training_config"]["seed"] == best["seed"]
+    assert {variable: os.environ.get(variable) for variable in variables} == before  # workers limit their own BLAS
 
 
 # ---------------------------------------------------------------- failures leave one line and no files
@@ -387,7 +389,7 @@ def test_ctrl_c_exits_130_and_leaves_no_run_folder(capsys, tmp_path, monkeypatch
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("fnn.cli.train", interrupted)
+    monkeypatch.setattr("fnn.cli.runs.train", interrupted)
     status, _, err = run(capsys, "train", *TINY, "--out", str(tmp_path / "runs" / "r"))
     assert status == 130
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -1,7 +1,9 @@
-"""Tests for fnn.data: CSV and IDX readers, the bundled sample, Fashion-MNIST, and split."""
+"""Tests for fnn.data: CSV and IDX readers, the bundled sample, Fashion-MNIST, split and concat."""
 
 import gzip
 import string
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from fnn.data import (
     DataError,
     Dataset,
     Splits,
+    concat,
     load_dataset,
     load_test_set,
     read_csv,
@@ -405,8 +408,63 @@ def test_split_of_unlabeled_data():
         (dict(dev=5, test=5), r"leave no training rows out of 10"),
         (dict(dev="5"), r"dev must be a row count \(int\) or a fraction"),
         (dict(test=True), r"test must be a row count"),
+        (dict(rng=0), r"rng must be a numpy.random.Generator"),
     ],
 )
 def test_split_bad_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        split(indexed_dataset(range(10)), np.random.default_rng(0), **kwargs)
+    kwargs = {"rng": np.random.default_rng(0), **kwargs}
+    with pytest.raises((ValueError, TypeError), match=message):
+        split(indexed_dataset(range(10)), **kwargs)
+
+
+# ---------------------------------------------------------------- concat
+
+
+def test_concat_undoes_a_split():
+    ds = indexed_dataset(np.arange(50) % 10)
+    parts = split(ds, np.random.default_rng(0), dev=10, test=5)
+    before = [(p.X.copy(), p.y.copy()) for p in (parts.train, parts.dev, parts.test)]
+    both = concat(parts.train, parts.dev, parts.test)
+    assert np.array_equal(rows_of(both), np.concatenate([rows_of(p) for p in (parts.train, parts.dev, parts.test)]))
+    assert np.array_equal(both.y, np.concatenate([parts.train.y, parts.dev.y, parts.test.y]))
+    assert np.array_equal(np.sort(rows_of(both)), np.arange(50))
+    assert both.class_names == ds.class_names and both.source == "t" and both.X.dtype == np.float32
+    for p, (X, y) in zip((parts.train, parts.dev, parts.test), before):
+        assert np.array_equal(p.X, X) and np.array_equal(p.y, y)
+    assert concat(parts.train, parts.dev, source="t (train + dev)").source == "t (train + dev)"
+
+
+def test_concat_of_unlabeled_parts_and_of_one_part():
+    a = Dataset(X=np.zeros((2, 784), np.float32), y=None, class_names=tuple("0123456789"), source="a.csv")
+    b = Dataset(X=np.ones((3, 784), np.float32), y=None, class_names=tuple("0123456789"), source="b.csv")
+    both = concat(a, b)
+    assert both.y is None and both.X.shape == (5, 784) and both.source == "a.csv + b.csv"
+    one = concat(a)
+    assert np.array_equal(one.X, a.X) and one.X is not a.X
+
+
+def test_concat_names_the_part_that_differs():
+    digits = indexed_dataset(range(4))
+    fashion = Dataset(X=digits.X, y=digits.y, class_names=FASHION_NAMES, source="fashion")
+    with pytest.raises(ValueError, match=r"part 1 \(fashion\) has class_names \('T-shirt/top'.*part 0 \(t\) has \('0'"):
+        concat(digits, fashion)
+    unlabeled = Dataset(X=digits.X, y=None, class_names=digits.class_names, source="test.csv")
+    with pytest.raises(ValueError, match=r"test.csv has no labels \(y=None\) but t has"):
+        concat(digits, unlabeled)
+    narrow = Dataset(X=digits.X[:, :10], y=digits.y, class_names=digits.class_names, source="narrow")
+    with pytest.raises(ValueError, match=r"part 1 \(narrow\) has rows of shape \(10,\)"):
+        concat(digits, narrow)
+    with pytest.raises(ValueError, match="at least one Dataset"):
+        concat()
+
+
+# ---------------------------------------------------------------- import cost
+
+
+def test_importing_fnn_data_leaves_pandas_and_urllib_for_later():
+    """`import fnn` must stay light: the CSV reader loads pandas, a download loads urllib."""
+    heavy = ("pandas", "urllib.request", "http.client", "tqdm", "PIL", "matplotlib")
+    code = f"import sys, fnn.data; print([m for m in {heavy!r} if m in sys.modules])"
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -2,6 +2,7 @@
 
 The server runs in a daemon thread for one test and is shut down when the test ends. It
 serves small IDX files generated here; the published checksums are swapped for theirs.
+Progress is observed through the `progress(bytes_done, bytes_total, file_name)` callback.
 """
 
 import gzip
@@ -40,16 +41,22 @@ def fixture_files(monkeypatch):
         "t10k-labels-idx1-ubyte.gz": rng.integers(0, 10, 5),
     }
     files = {name: idx_gz(array) for name, array in arrays.items()}
+    register_as_mnist(monkeypatch, files)
+    return files, arrays
+
+
+def register_as_mnist(monkeypatch, files: dict) -> None:
+    """Make `files` ({file name: gzipped bytes}) the ones whose sums MNIST publishes."""
     sums = {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}
     monkeypatch.setitem(data.NAMED, "mnist", attrs.evolve(data.NAMED["mnist"], sha256=sums))
-    return files, arrays
 
 
 @pytest.fixture
 def serve(monkeypatch):
     """serve(routes) -> base URL; routes maps a URL path to (body, how): how is "ok",
-    "cut" (Content-Length of the whole body, then half of it and a closed connection) or
-    "404". Every request path is appended to the returned server's `requests` list."""
+    "cut" (Content-Length of the whole body, then half of it and a closed connection),
+    "no-length" (the whole body without a Content-Length header) or "404". Every request
+    path is appended to the returned server's `requests` list."""
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1")
@@ -66,9 +73,10 @@ def serve(monkeypatch):
                     self.send_error(404)
                     return
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                if how != "no-length":
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body if how == "ok" else body[: len(body) // 2])
+                self.wfile.write(body[: len(body) // 2] if how == "cut" else body)
                 self.wfile.flush()
                 self.close_connection = True
 
@@ -85,6 +93,12 @@ def serve(monkeypatch):
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def recorder():
+    """A progress callback that records its calls, and the list it records them in."""
+    calls = []
+    return (lambda done, total, name: calls.append((done, total, name))), calls
 
 
 def cache_listing(tmp_path):
@@ -130,9 +144,11 @@ def test_connection_cut_mid_file(tmp_path, fixture_files, serve):
     files, _ = fixture_files
     cut, _ = serve({f"/{name}": (body, "cut") for name, body in files.items()})
     size = len(files["train-images-idx3-ubyte.gz"])
+    progress, calls = recorder()
     with pytest.raises(DataError, match=f"connection closed after {size // 2} of {size} bytes") as caught:
-        load_dataset("mnist", data_dir=tmp_path, mirrors=(cut + "/",), progress=True)
+        load_dataset("mnist", data_dir=tmp_path, mirrors=(cut + "/",), progress=progress)
     assert "place the four files" in str(caught.value)
+    assert calls[0] == (0, size, "train-images-idx3-ubyte.gz") and calls[-1][0] == size // 2
     assert cache_listing(tmp_path) == []
     good, _ = serve({f"/{name}": (body, "ok") for name, body in files.items()})
     train = load_dataset("mnist", data_dir=tmp_path, mirrors=(cut + "/", good + "/"))
@@ -169,3 +185,37 @@ def test_corrupt_cached_file_is_never_used(tmp_path, fixture_files, serve):
     base, _ = serve({f"/{name}": (body, "ok") for name, body in files.items()})
     assert load_dataset("mnist", data_dir=tmp_path, mirrors=(base + "/",)).y.shape == (12,)
     assert (tmp_path / "mnist" / "train-labels-idx1-ubyte.gz").read_bytes() == files["train-labels-idx1-ubyte.gz"]
+
+
+@pytest.mark.parametrize("how", ["ok", "no-length"])
+def test_progress_callback_sees_every_byte(tmp_path, fixture_files, serve, monkeypatch, how):
+    files, _ = fixture_files
+    rng = np.random.default_rng(1)
+    files = {  # 300 images: several 64 KiB chunks, so the callback sees the count grow
+        **files,
+        "train-images-idx3-ubyte.gz": idx_gz(rng.integers(0, 256, (300, 28, 28))),
+        "train-labels-idx1-ubyte.gz": idx_gz(rng.integers(0, 10, 300)),
+    }
+    register_as_mnist(monkeypatch, files)
+    base, _ = serve({f"/{name}": (body, how) for name, body in files.items()})
+    progress, calls = recorder()
+    load_dataset("mnist", data_dir=tmp_path, mirrors=(base + "/",), progress=progress)
+    assert list(dict.fromkeys(name for _, _, name in calls)) == list(FILES[:2])  # one file after the other
+    for name in FILES[:2]:
+        size = len(files[name])
+        mine = [(done, total) for done, total, n in calls if n == name]
+        done = [d for d, _ in mine]
+        assert done[0] == 0 and done == sorted(done) and done[-1] == size
+        assert mine[-1] == (size, size)  # the last call says the file is complete
+        assert all(total == (size if how == "ok" else None) for _, total in mine[:-1])
+    assert len([n for _, _, n in calls if n == FILES[0]]) > 3
+    calls.clear()
+    load_dataset("mnist", data_dir=tmp_path, mirrors=(), progress=progress)  # cached: no calls
+    assert calls == []
+
+
+def test_progress_must_be_a_callback():
+    with pytest.raises(TypeError, match=r"progress must be None or a function progress\(bytes_done"):
+        load_dataset("sample", progress=True)
+    with pytest.raises(TypeError, match="progress must be None or a function"):
+        load_test_set("mnist", progress="bar")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import fnn
 from fnn.gradcheck import (
-    KINK_MARGIN,
+    KINK_CLEARANCE,
     check_grads,
     check_random_network,
     kink_margin,
@@ -22,8 +22,29 @@ from fnn.gradcheck import (
 )
 from fnn.layers import Dense, Dropout, LeakyRelu, Relu, Sigmoid, Tanh
 
-EPS = 1e-6
+EPS = 1e-6  # step of the single-layer difference quotients
 seeds = st.integers(0, 2**32 - 1)
+
+# The whole-network checks on random examples use ε = 1e-5, near float64's optimum
+# (u^(1/3) ≈ 5e-6 for rounding u ≈ 1e-16 against O(ε²) truncation). Measured over 4,000 random
+# compositions, ε = 1e-6 (check_grads' default) leaves ~0.5% of examples above 1e-7 from
+# rounding alone (their errors grow as ε shrinks); ε = 1e-5 brings them to ~1e-8.
+CHECK_EPS = 1e-5
+
+
+def checkable(params, X, y, l2, masks) -> bool:
+    """Whether central differences can resolve this example to a relative 1e-7 at CHECK_EPS.
+
+    Two limits of the numeric side, not of backprop: a ReLU-family input within
+    KINK_CLEARANCE·ε of 0 (a step may straddle the kink), and a leaf whose gradient norm is
+    below 1e-4 but not 0 (a saturated softmax or rows that cancel: both the difference
+    quotient and the float64 backprop resolve ~1e-12 absolute, so the ratio is noise). Exact
+    zeros (dead or dropped units) are fine: both sides are then exactly 0.
+    """
+    if kink_margin(params, X, masks) <= KINK_CLEARANCE * CHECK_EPS:
+        return False
+    g = fnn.grads(params, X, y, l2, replay(masks)())
+    return all(n == 0 or n > 1e-4 for n in map(np.linalg.norm, fnn.tree_leaves(g)))
 
 
 def dense(rng: np.random.Generator, n_in: int, n_out: int) -> Dense:
@@ -68,18 +89,12 @@ def compositions(draw):
     return params, X, y, draw(st.sampled_from([0.0, 0.05, 1.0])), masks
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(compositions())
 def test_backprop_matches_central_differences_for_any_composition(problem):
-    # Two kinds of example are redrawn, both limits of central differences, not of backprop:
-    # - a ReLU-family input within KINK_MARGIN of 0: a step of ε = 1e-6 could straddle the kink;
-    # - a saturated softmax (cross-entropy < 0.01): log-softmax rounds the loss to ~1e-16
-    #   absolute, a numeric noise of ~1e-16/ε = 1e-10 per entry, while the gradient shrinks
-    #   with the loss (dJ/dlogits = (P - Y)/m), so the ratio would exceed 1e-7.
     params, X, y, l2, masks = problem
-    assume(kink_margin(params, X, masks) > KINK_MARGIN)
-    assume(fnn.loss(params, X, y, 0.0, replay(masks)()) > 1e-2)
-    errors = check_grads(params, X, y, l2, masks)
+    assume(checkable(params, X, y, l2, masks))  # rejects ~4% of examples
+    errors = check_grads(params, X, y, l2, masks, CHECK_EPS)
     assert [name for name, _ in errors] == dense_names(sum(isinstance(l, Dense) for l in params.layers))
     assert all(err < 1e-7 for _, err in errors), errors
 
@@ -99,8 +114,8 @@ def test_stacks_that_start_and_end_with_layers_without_parameters(stack, seed):
     params = fnn.MLP(stack(rng))
     X, y = batch(rng, 6, 5, 4)
     masks = np.random.default_rng(seed + 1)
-    assume(kink_margin(params, X, masks) > KINK_MARGIN)
-    errors = check_grads(params, X, y, 0.5, masks)
+    assume(checkable(params, X, y, 0.5, masks))
+    errors = check_grads(params, X, y, 0.5, masks, CHECK_EPS)
     assert [name for name, _ in errors] == dense_names(sum(isinstance(l, Dense) for l in params.layers))
     assert all(err < 1e-7 for _, err in errors), errors
 
@@ -403,7 +418,7 @@ def test_user_layers_with_parameters_are_named_by_field_and_checked():
     ))
     assert parameter_names(params) == ["W1", "b1", "a2", "ab3[0]", "ab3[1]", "W4", "b4"]
     X, y = batch(rng, 7, 5, 3)
-    assert kink_margin(params, X) > KINK_MARGIN
+    assert checkable(params, X, y, 0.3, None)
     errors = check_grads(params, X, y, 0.3)
     assert [name for name, _ in errors] == parameter_names(params)
     assert all(err < 1e-7 for _, err in errors), errors

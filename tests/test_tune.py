@@ -23,7 +23,6 @@ from fnn.tune import (
     grid_points,
     grid_search,
     point_seeds,
-    train_and_dev,
 )
 
 BASE = TrainConfig(epochs=2, batch_size=64, hidden=(8,))
@@ -193,11 +192,3 @@ def test_best_config_trains_back_to_the_search_score(splits, serial):
     assert (config.epochs, config.batch_size) == (BASE.epochs, BASE.batch_size)
     refit = train(np.random.default_rng(config.seed), config, splits.train, splits.dev)
     assert evaluate(refit.best_params, splits.dev.X, splits.dev.y)[1] == winner["dev_acc"]
-
-
-def test_train_and_dev_stacks_the_rows(splits):
-    both = train_and_dev(splits)
-    np.testing.assert_array_equal(both.X, np.concatenate([splits.train.X, splits.dev.X]))
-    np.testing.assert_array_equal(both.y, np.concatenate([splits.train.y, splits.dev.y]))
-    assert both.class_names == splits.train.class_names
-

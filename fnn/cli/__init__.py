@@ -1,0 +1,108 @@
+"""The `fnn` command: train, tune, evaluate, predict, gradcheck and serve from a shell.
+
+This is one of fnn's two edges (with scripts/): flags, prints, progress bars, clocks and files
+live here, one module per command (`fnn/cli/<command>.py`, each with its `add_parser` and its
+`run`); everything they compute comes from the library.
+
+A failure the user can act on — a bad flag (`FlagError`), a data file (`DataError`), a model
+file (`ModelFileError`), a diverging run, a file system problem (`OSError`) — ends with ONE line
+on stderr, `fnn: error: <what was wrong>; <what to do>`, and exit status 2; the traceback only
+with `--debug`. Any other exception is a bug in fnn and shows its traceback. Ctrl-C exits 130;
+a closed output pipe (`fnn evaluate ... | head`) ends quietly with 141, as a shell's own
+commands do. Output folders are built under a temporary name and renamed into place at the
+end, so a failed or interrupted command leaves nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import traceback
+
+from fnn.cli import evaluate, flags, gradcheck, predict, serve, train, tune
+from fnn.errors import DataError, ModelFileError, TrainingDiverged, UserError
+
+COMMANDS = (train, tune, evaluate, predict, gradcheck, serve)
+SIGPIPE_STATUS = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
+
+
+def build_parser() -> flags.Parser:
+    """The `fnn` parser: one subcommand per module of COMMANDS."""
+    parser = flags.Parser(
+        prog="fnn",
+        description="A from-scratch NumPy neural network for MNIST-style 28x28 digits.",
+        epilog="Run 'fnn <command> --help' for the flags of each command.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="command", required=True)
+    common = flags.common_flags()
+    for command in COMMANDS:
+        command.add_parser(commands, common)
+    return parser
+
+
+def _hint(error: BaseException, command: str) -> str | None:
+    """What to do about an error a user can cause, by its type; None when the message says it."""
+    if isinstance(error, (ModelFileError, FileExistsError, flags.FlagError)):
+        return None  # their messages end with the fix
+    if isinstance(error, DataError):
+        return f"check --data, and --layout for a CSV (see 'fnn {command} --help')"
+    if isinstance(error, TrainingDiverged):
+        return "lower --lr (or raise --l2) and run again"
+    if isinstance(error, FileNotFoundError):
+        return "check the path"
+    if isinstance(error, PermissionError):
+        return "check the permissions or choose another --out"
+    if isinstance(error, OSError):
+        return "check the disk and the paths"
+    return None
+
+
+def _blas_threads(n: int | None):
+    """A context that limits this process's BLAS to n threads (through threadpoolctl); None: as is."""
+    if n is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=n, user_api="blas")
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away: point stdout at /dev/null so the interpreter's final
+    flush cannot fail again, and report the status a shell gives a writer killed by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return SIGPIPE_STATUS
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `fnn` with `argv` (default: sys.argv[1:]) and return the exit status.
+
+    0 success, 1 a failed check (gradcheck FAIL), 2 a usage or input error, 130 Ctrl-C,
+    141 a closed output pipe (143 SIGTERM for `fnn serve`).
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except flags.FlagError as error:
+        print(f"fnn: error: {error}", file=sys.stderr)
+        return 2
+    except SystemExit as done:  # --help prints and exits 0
+        return int(done.code or 0)
+    try:
+        with _blas_threads(args.threads):
+            status = args.run(args)
+            sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+            return status
+    except KeyboardInterrupt:
+        print("fnn: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except (UserError, OSError) as error:
+        if args.debug:
+            traceback.print_exc()
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        hint = _hint(error, args.command)
+        print(f"fnn: error: {message.rstrip('.')}; {hint}" if hint else f"fnn: error: {message}", file=sys.stderr)
+        return 2

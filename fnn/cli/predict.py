@@ -1,0 +1,75 @@
+"""`fnn predict`: a Kaggle submission CSV for a data source, or label + probability per image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import numpy as np
+import pandas as pd
+
+from fnn.cli import flags, runs, sources
+from fnn.images import load_digit_image
+from fnn.io import load_model
+from fnn.nn import predict_proba
+
+
+def add_parser(commands, common) -> None:
+    parser = commands.add_parser(
+        "predict",
+        parents=[common],
+        formatter_class=flags.Formatter,
+        help="label new digits: a Kaggle test.csv to a submission file, or PNG/JPEG images",
+        description=(
+            "Predict a label for every row of --data and write Kaggle's submission format "
+            "(header ImageId,Label; ImageId from 1) to --out. --data is a Kaggle test.csv or "
+            "train.csv, an IDX folder (its official test set), 'mnist', 'fashion-mnist' or "
+            "'sample'; or one or more PNG/JPEG images of single digits, any size, for which the "
+            "label and its probability are printed (and written to --out only when given)."
+        ),
+    )
+    parser.add_argument("--model", type=Path, required=True, help="a model.npz written by fnn train or fnn tune")
+    parser.add_argument("--data", nargs="+", required=True, metavar="SOURCE", help="a data source, or image files")
+    flags.add_layout_flag(parser)
+    parser.add_argument(
+        "--out", type=Path, default=None,
+        help="submission CSV to write (default: submission.csv; for images, print only)",
+    )
+    parser.set_defaults(run=run)
+
+
+def _write_submission(path: Path, predicted: np.ndarray) -> None:
+    """Kaggle's Digit Recognizer format: header ImageId,Label; ImageId counts from 1."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs.write_csv(path, pd.DataFrame({"ImageId": np.arange(1, len(predicted) + 1), "Label": predicted}))
+
+
+def run(args) -> int:
+    images = [path for path in args.data if sources.is_image(path)]
+    if images and len(images) != len(args.data):
+        raise flags.FlagError("--data mixes images and other sources; pass either image files or one data source")
+    if not images and len(args.data) != 1:
+        raise flags.FlagError(
+            f"--data takes one data source (or several images), got {len(args.data)}: {' '.join(args.data)}"
+        )
+    params, meta = load_model(args.model)
+    names = [str(name) for name in meta["class_names"]]
+    if images:
+        X = np.stack([load_digit_image(path) for path in images])
+    else:
+        dataset = sources.rows_to_score(args.data[0], args.layout, runs.download_progress(args))
+        sources.check_model_fits(args.model, params, attrs.evolve(dataset, y=None))
+        X = dataset.X
+    proba = predict_proba(params, X)
+    predicted = proba.argmax(axis=1)
+    if images:
+        for path, label, p in zip(images, predicted, proba[np.arange(len(X)), predicted]):
+            print(f"{path}: {names[label]} (probability {p:.4f})")
+    out = args.out if args.out is not None or images else Path("submission.csv")
+    if out is not None:
+        _write_submission(out, predicted)
+        counts = np.bincount(predicted, minlength=len(names))
+        print(f"wrote {out}: {len(predicted)} predictions; per class: " + ", ".join(
+            f"{name} {count}" for name, count in zip(names, counts)
+        ))
+    return 0

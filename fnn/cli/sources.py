@@ -1,0 +1,38 @@
+"""What `fnn evaluate` and `fnn predict` read: the rows a data source offers for scoring, and
+the check that a saved model fits them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fnn.data import Dataset, load_dataset, load_test_set
+from fnn.errors import ModelFileError
+from fnn.params import layer_sizes
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def is_image(path: str) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def rows_to_score(source: str, layout: str, progress) -> Dataset:
+    """The official test set when the source has one (MNIST, Fashion-MNIST, an IDX folder),
+    else every row of the source."""
+    return load_test_set(source, progress=progress) or load_dataset(source, layout=layout, progress=progress)
+
+
+def check_model_fits(model_path: Path, params, dataset: Dataset) -> None:
+    """ModelFileError unless the model takes the rows' width (and, for labelled rows, has as
+    many classes as the data)."""
+    sizes = layer_sizes(params)
+    if sizes[0] != dataset.X.shape[1]:
+        raise ModelFileError(
+            f"{model_path}: the model takes {sizes[0]} inputs but {dataset.source} rows have "
+            f"{dataset.X.shape[1]} pixels; use a model trained on such images"
+        )
+    if dataset.y is not None and len(dataset.class_names) != sizes[-1]:
+        raise ModelFileError(
+            f"{model_path}: the model has {sizes[-1]} classes but {dataset.source} has "
+            f"{len(dataset.class_names)}; use a model trained on these classes"
+        )
