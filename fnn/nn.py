@@ -26,7 +26,7 @@ import numpy as np
 from fnn import checks
 from fnn.layers import Dense
 from fnn.params import MLP, params_dtype
-from fnn.tree import tree_leaves, tree_map
+from fnn.tree import _common_dtype, tree_leaves, tree_map, tree_unravel
 
 # ---------------------------------------------------------------- the head: softmax + cross-entropy
 
@@ -78,10 +78,12 @@ def check_batch(params: MLP, X, y=None) -> tuple[np.ndarray, np.ndarray | None]:
     first layer that has one); y, if given, a 1-D int array of the same length with labels >= 0
     (the upper bound k is checked against the logits, `check_labels`).
     """
+    first = params.layers[0] if params.layers else None
+    width = first.W.shape[0] if isinstance(first, Dense) else "n_inputs"  # else the stack's first Dense says
     if not isinstance(X, np.ndarray):
-        raise TypeError(f"X must be a numpy array of shape (m, n_inputs), got {type(X).__name__}")
-    if X.ndim != 2:
-        raise ValueError(f"X must have shape (m, n_inputs) (samples in rows), got {X.shape}")
+        raise TypeError(f"X must be a numpy array of shape (m, {width}), got {type(X).__name__}")
+    if X.ndim != 2 or (isinstance(first, Dense) and X.shape[1] != width):
+        raise ValueError(f"X must have shape (m, {width}) (samples in rows), got {X.shape}")
     if X.shape[0] == 0:
         raise ValueError("X is an empty batch: it needs at least one row")
     if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
@@ -163,6 +165,10 @@ def loss(params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, rng: np.ran
     return cross_entropy(logits, y) + l2_penalty(params, l2, X.shape[0])
 
 
+def _param_leaves(layer) -> list:
+    return [layer.W, layer.b] if type(layer) is Dense else tree_leaves(layer)
+
+
 def backward(params: MLP, caches: list, dA: np.ndarray, l2: float = 0.0) -> MLP:
     """dJ/dparams from the caches of `forward_pass` and dA = dJ/dA_L: (m, k). No validation.
 
@@ -170,22 +176,55 @@ def backward(params: MLP, caches: list, dA: np.ndarray, l2: float = 0.0) -> MLP:
     computes its parameter gradients (`backward_params` when it has one): the gradient with
     respect to the input X is never needed. Layers before it have no parameters and are their
     own (empty) gradients. l2 adds (l2/m) W to each Dense weight gradient, m = dA's rows.
+
+    The gradients are raveled (`fnn.tree.tree_ravel`): views into one new buffer, so that the
+    optimizer's arithmetic runs on the whole buffer at once. A built-in Dense layer's rule,
+    dW = Aᵀ dZ and db = Σ_i dZ[i, :], writes straight into its slice (the same arithmetic as
+    `Dense.backward`); any other layer's gradients are copied there.
     """
     layers = params.layers
-    with_params = [i for i, layer in enumerate(layers) if tree_leaves(layer)]
-    first = with_params[0] if with_params else len(layers)
+    leaves = [_param_leaves(layer) for layer in layers]
+    owners = [i for i, own in enumerate(leaves) if own]
+    first = owners[0] if owners else len(layers)
     coef = dA.dtype.type(l2 / dA.shape[0])
+    every = [leaf for own in leaves for leaf in own]
+    dtype = _common_dtype(every)
+    flat = np.empty(sum(leaf.size for leaf in every), dtype) if dtype is not None else None
+    ends = np.cumsum([sum(leaf.size for leaf in own) for own in leaves]).tolist()
     grads = list(layers)  # layers before `first` keep themselves
     for i in range(len(layers) - 1, first - 1, -1):
         layer = layers[i]
-        if i == first and hasattr(layer, "backward_params"):
-            g = layer.backward_params(caches[i], dA)
+        region = None if flat is None else flat[ends[i] - sum(leaf.size for leaf in leaves[i]) : ends[i]]
+        if region is not None and type(layer) is Dense:
+            W = layer.W
+            g = Dense(W=region[: W.size].reshape(W.shape), b=region[W.size :])
+            np.matmul(caches[i].T, dA, out=g.W)  # dW = Aᵀ dZ: (n_in, n_out)
+            np.sum(dA, axis=0, out=g.b)  # db: one entry per unit, summed over the batch
+            if i != first:
+                dA = dA @ W.T  # dA = dZ Wᵀ
         else:
-            g, dA = layer.backward(caches[i], dA)
+            if i == first and hasattr(layer, "backward_params"):
+                g = layer.backward_params(caches[i], dA)
+            else:
+                g, dA = layer.backward(caches[i], dA)
+            if region is not None and leaves[i]:
+                g = _into(g, region)
         if l2 and isinstance(layer, Dense):
-            g.W[...] += coef * layer.W  # Dense's backward allocated g.W: ours to update
+            g.W[...] += coef * layer.W  # a buffer allocated here, or by Dense's backward: ours to update
         grads[i] = g
     return MLP(layers=tuple(grads))
+
+
+def _into(g, region: np.ndarray):
+    """The gradient record `g` with its leaves copied into `region` (views of it), or `g` itself
+    when its leaves don't fit there (then the grads are simply not raveled)."""
+    own = tree_leaves(g)
+    if sum(np.size(leaf) for leaf in own) != region.size:
+        return g
+    moved = tree_unravel(g, region)
+    for src, dst in zip(own, tree_leaves(moved)):
+        np.copyto(dst, src)
+    return moved
 
 
 def backprop(

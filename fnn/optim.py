@@ -6,8 +6,12 @@ step carries its own minus sign. The state is a pytree of records holding trees 
 params (velocity, Adam moments) plus its own step count; nothing is mutated, every call returns
 new arrays.
 
-Each rule is written for one array and lifted to the whole tree with `tree_map`. Bigger
-optimizers are chains of small transforms, applied left to right:
+Each rule is written for one array and lifted to the whole tree with `tree_map_raveled`: when
+the trees are raveled (their leaves views of one buffer, as the grads of `fnn.nn.backward`, the
+states built here and the params `apply_updates` returns are), the rule runs once on the whole
+buffer, a few NumPy calls per update instead of a Python walk and a call per leaf. Every call
+still returns new arrays; in-place operations (`out=`, `+=`) touch only arrays allocated in the
+same function. Bigger optimizers are chains of small transforms, applied left to right:
 
     gd(lr)             = scale_by_lr(lr)                         u = -lr_t g
     sgd(lr, momentum)  = chain(trace(momentum), scale_by_lr(lr))  v = μ v + g,  u = -lr_t v
@@ -27,7 +31,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from fnn.tree import tree_map, tree_zeros_like
+from fnn.tree import ravel_leaves, tree_leaves, tree_map, tree_map_raveled, tree_unravel, tree_zeros_like
 
 Schedule = Callable[[int], float]
 """A learning-rate schedule: t (updates already applied, from 0) -> lr_t, a Python float."""
@@ -57,9 +61,11 @@ class CountState:
 
 @attrs.frozen(eq=False)
 class TraceState:
-    """The state of `trace`: the velocity v, a tree shaped like the params."""
+    """The state of `trace`: the velocity v, a tree shaped like the params, and the number of
+    updates made so far (it times the subnormal flushes, see `_flush_period`)."""
 
     velocity: Any
+    count: int = 0
 
 
 @attrs.frozen(eq=False)
@@ -134,7 +140,7 @@ def as_schedule(lr: float | Schedule) -> Schedule:
 def _flush_subnormals(a: np.ndarray) -> np.ndarray:
     """Round, in place, the tiniest entries of `a` (an array this module allocated) to multiples
     of s = 2^nmant · tiny (1e-31 in float32), so that neither they nor lr or momentum times them
-    are subnormal; returns `a`.
+    are subnormal; returns `a`. Run every `_flush_period(decay)` updates, not every update.
 
     Why: a velocity or moment whose gradient stays exactly 0 for a while (a pixel blank batch
     after batch, a dead ReLU unit) decays geometrically, 0.9^k, into the subnormal range, and
@@ -148,11 +154,28 @@ def _flush_subnormals(a: np.ndarray) -> np.ndarray:
     (2.8e-17 in float32) comes back bit for bit. Two in-place passes and no temporaries: a third
     of the cost of `a[np.abs(a) < tiny] = 0`-style masking, which also leaves lr·v subnormal.
     """
+    if not a.size:
+        return a
     info = np.finfo(a.dtype)
     c = a.dtype.type(1.5 * 2.0 ** (2 * info.nmant) * info.tiny)
     a += c
     a -= c
     return a
+
+
+# After a flush every entry is 0 or at least s = 2^nmant · tiny. An entry whose gradient stays 0
+# shrinks by the factor `decay` per update, so flushing once every N updates, with decay^N ≥
+# 2^-6, keeps it at least s / 64 (2^17 · tiny, 1.5e-33 in float32) between flushes: normal, and so
+# are lr times it for any lr ≥ 2^-17. For momentum 0.9 that is a flush every 39 updates instead
+# of every update: the two passes over the state cost 1/39 of what they did.
+_FLUSH_HEADROOM = 2.0**-6
+
+
+def _flush_period(decay: float) -> int:
+    """Updates between two flushes of a state that decays by `decay` per update (0 ≤ decay < 1)."""
+    if decay == 0:
+        return 1 << 62  # nothing decays: μ·v is 0
+    return max(1, int(math.log(_FLUSH_HEADROOM) / math.log(decay)))
 
 
 def scale_by_lr(lr: float | Schedule) -> Optimizer:
@@ -164,7 +187,7 @@ def scale_by_lr(lr: float | Schedule) -> Optimizer:
 
     def update(grads, state, params=None):
         step_size = -schedule(state.count)
-        return tree_map(lambda g: step_size * g, grads), CountState(count=state.count + 1)
+        return tree_map_raveled(lambda g: np.multiply(g, step_size), grads), CountState(count=state.count + 1)
 
     return Optimizer(init, update, schedule)
 
@@ -176,21 +199,26 @@ def trace(momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
     way of writing Nesterov's look-ahead without evaluating the gradient twice.
     """
     momentum = _check_fraction("momentum", momentum)
+    period = _flush_period(momentum)
 
     def init(params):
         return TraceState(velocity=tree_zeros_like(params))
 
-    def velocity(g, v):
-        """μ v + g in one new array (adding in place touches only memory allocated here);
-        the decayed μ v has its subnormals flushed to 0 (see `_flush_subnormals`)."""
-        v_new = _flush_subnormals(momentum * v)
-        v_new += g
-        return v_new
+    def momentum_plus(g, v, flush=False):
+        """μ v + g in one new array (adding in place touches only memory allocated here); with
+        `flush`, the decayed μ v has its subnormals flushed to 0 first (see `_flush_subnormals`)."""
+        out = np.multiply(v, momentum)
+        if flush:
+            _flush_subnormals(out)
+        out += g
+        return out
 
     def update(grads, state, params=None):
-        v = tree_map(velocity, grads, state.velocity)
-        updates = tree_map(velocity, grads, v) if nesterov else v  # g + μ v_t
-        return updates, TraceState(velocity=v)
+        count = state.count + 1
+        flush = count % period == 0  # see `_flush_period`
+        v = tree_map_raveled(lambda g, v: momentum_plus(g, v, flush), grads, state.velocity)
+        updates = tree_map_raveled(momentum_plus, grads, v) if nesterov else v  # g + μ v_t
+        return updates, TraceState(velocity=v, count=count)
 
     return Optimizer(init, update)
 
@@ -205,34 +233,38 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Opti
     """
     b1, b2 = _check_fraction("b1", b1), _check_fraction("b2", b2)
     eps = _check_positive("eps", eps)
+    period1, period2 = _flush_period(b1), _flush_period(b2)
 
     def init(params):
         return AdamState(count=0, mu=tree_zeros_like(params), nu=tree_zeros_like(params))
 
-    def moment(g, m, decay):
-        """decay·m + (1 - decay)·g, computed as m + (1 - decay)(g - m) in one new array,
-        subnormals flushed to 0 (see `_flush_subnormals`)."""
-        new = g - m
+    def moment(new, m, decay, flush):
+        """decay·m + (1 - decay)·g from new = g - m (or g² - m), in place in `new`, an array
+        allocated by the caller's expression: m + (1 - decay)(g - m). Subnormals flushed to 0
+        when `flush` (see `_flush_subnormals`)."""
         new *= 1 - decay
         new += m
-        return _flush_subnormals(new)
+        return _flush_subnormals(new) if flush else new
 
     def update(grads, state, params=None):
         t = state.count + 1
-        mu = tree_map(lambda g, m: moment(g, m, b1), grads, state.mu)
-        nu = tree_map(lambda g, v: moment(g * g, v, b2), grads, state.nu)
-        c1, c2 = 1 / (1 - b1**t), 1 / (1 - b2**t)  # Python floats: no float64 upcast
+        flush1, flush2 = t % period1 == 0, t % period2 == 0
+        mu = tree_map_raveled(lambda g, m: moment(g - m, m, b1, flush1), grads, state.mu)
+        nu = tree_map_raveled(lambda g, v: moment(np.subtract(np.square(g), v), v, b2, flush2), grads, state.nu)
+        # m̂ / (sqrt(v̂) + eps) with m̂ = c1·m, v̂ = c2·v is k·m / (sqrt(v) + eps / sqrt(c2)), k = c1 / sqrt(c2):
+        # the bias corrections fold into two scalars (Python floats: no float64 upcast)
+        root_c2 = math.sqrt(1 / (1 - b2**t))
+        k, shift = 1 / ((1 - b1**t) * root_c2), eps / root_c2
 
         def direction(m, v):
-            """m̂ / (sqrt(v̂) + eps) with m̂ = c1·m, v̂ = c2·v, in one new array."""
-            u = np.multiply(v, c2)
-            np.sqrt(u, out=u)
-            u += eps
+            """k·m / (sqrt(v) + shift) in one new array."""
+            u = np.sqrt(v)
+            u += shift
             np.divide(m, u, out=u)
-            u *= c1
+            u *= k
             return u
 
-        return tree_map(direction, mu, nu), AdamState(count=t, mu=mu, nu=nu)
+        return tree_map_raveled(direction, mu, nu), AdamState(count=t, mu=mu, nu=nu)
 
     return Optimizer(init, update)
 
@@ -283,5 +315,23 @@ def adam(lr: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: f
 
 
 def apply_updates(params, updates):
-    """θ + u leaf by leaf, cast back to each parameter's dtype. Returns new arrays."""
+    """θ + u leaf by leaf, cast back to each parameter's dtype. Returns new arrays.
+
+    When the updates are raveled and share the params' shapes and dtype, the new params are one
+    raveled buffer too (one addition when the params already are), so the next update's
+    arithmetic runs on whole buffers.
+    """
+    p_leaves, u_leaves = tree_leaves(params), tree_leaves(updates)
+    flat_u = ravel_leaves(u_leaves)
+    if flat_u is not None and len(p_leaves) == len(u_leaves) and all(
+        isinstance(p, np.ndarray) and p.shape == u.shape and p.dtype == u.dtype for p, u in zip(p_leaves, u_leaves)
+    ):
+        flat_p = ravel_leaves(p_leaves)
+        if flat_p is not None:
+            return tree_unravel(params, flat_p + flat_u)
+        out = np.empty_like(flat_u)
+        new = tree_unravel(params, out)
+        for p, u, o in zip(p_leaves, u_leaves, tree_leaves(new)):
+            np.add(p, u, out=o)
+        return new
     return tree_map(lambda p, u: (p + u).astype(p.dtype, copy=False), params, updates)

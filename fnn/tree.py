@@ -58,6 +58,8 @@ def _rebuild(tree, children):
     """A node of the same type as `tree` holding `children` (in `_children` order)."""
     names = _field_names(type(tree))
     if names is not None:
+        if not names:  # a record without leaves (Relu(), LeakyRelu(alpha)) is its own rebuild: it is frozen
+            return tree
         return type(tree)(**dict(zip(names, children)), **static_fields(tree))
     if isinstance(tree, tuple):
         return type(tree)(*children) if hasattr(tree, "_fields") else tuple(children)
@@ -111,8 +113,96 @@ def tree_leaves(tree) -> list:
 
 
 def tree_zeros_like(tree):
-    """A tree of zero arrays with the shapes and dtypes of `tree`'s leaves."""
-    return tree_map(np.zeros_like, tree)
+    """A tree of zero arrays with the shapes and dtypes of `tree`'s leaves: views into one zeroed
+    buffer (see `tree_ravel`) when the leaves are arrays of one dtype."""
+    leaves = tree_leaves(tree)
+    dtype = _common_dtype(leaves)
+    if dtype is None:
+        return tree_map(np.zeros_like, tree)
+    return tree_unravel(tree, np.zeros(sum(leaf.size for leaf in leaves), dtype))
+
+
+# ---------------------------------------------------------------- raveled trees: one buffer, many views
+#
+# A tree is *raveled* when its leaves are C-contiguous views of consecutive slices of one 1-D
+# array, in `tree_leaves` order (like `jax.flatten_util.ravel_pytree`, but the leaves already
+# live there, so nothing is copied). Elementwise math on two raveled trees of one structure is
+# then a single NumPy call on their buffers instead of a Python walk and a call per leaf.
+
+
+def _common_dtype(leaves) -> np.dtype | None:
+    """The one dtype of `leaves` when all are NumPy arrays of it (and there is one), else None."""
+    if not leaves or not all(isinstance(leaf, np.ndarray) for leaf in leaves):
+        return None
+    dtype = leaves[0].dtype
+    return dtype if all(leaf.dtype == dtype for leaf in leaves) else None
+
+
+def ravel_leaves(leaves: list) -> np.ndarray | None:
+    """The 1-D array that `leaves` tile in order (each a C-contiguous view of the next slice of
+    it, together covering all of it), or None when they do not."""
+    if not leaves:
+        return None
+    first = leaves[0]
+    base = getattr(first, "base", None)
+    if not isinstance(base, np.ndarray) or base.ndim != 1 or base.dtype != first.dtype or not base.flags.c_contiguous:
+        return None
+    at = base.__array_interface__["data"][0]
+    step = base.itemsize
+    for leaf in leaves:
+        if (leaf.base is not base or leaf.dtype != base.dtype or not leaf.flags.c_contiguous
+                or leaf.__array_interface__["data"][0] != at):
+            return None
+        at += leaf.size * step
+    return base if at == base.__array_interface__["data"][0] + base.size * step else None
+
+
+def tree_ravel(tree) -> np.ndarray | None:
+    """The buffer whose consecutive slices are `tree`'s leaves (the tree is raveled), or None."""
+    return ravel_leaves(tree_leaves(tree))
+
+
+def tree_unravel(like, flat: np.ndarray):
+    """A tree of `like`'s structure whose leaves are views of consecutive slices of the 1-D
+    array `flat`, shaped like `like`'s leaves: the inverse of `tree_ravel`. flat: (Σ sizes,)."""
+    offset = 0
+
+    def view(leaf):
+        nonlocal offset
+        n = leaf.size
+        out = flat[offset : offset + n].reshape(leaf.shape)
+        offset += n
+        return out
+
+    tree = _map_one(view, like)
+    if offset != flat.size:
+        raise ValueError(f"tree_unravel: the tree's leaves hold {offset} numbers, the buffer {flat.size}")
+    return tree
+
+
+def _map_one(f, tree):
+    """`tree_map(f, tree)` for one tree: no structure checks to make."""
+    names = _field_names(type(tree))
+    if names is not None:
+        if not names:
+            return tree
+        return type(tree)(**{name: _map_one(f, getattr(tree, name)) for name in names}, **static_fields(tree))
+    if isinstance(tree, (tuple, list, dict)):
+        return _rebuild(tree, [_map_one(f, child) for child in _children(tree)])
+    return f(tree)
+
+
+def tree_map_raveled(f, tree, *rest):
+    """`tree_map(f, tree, *rest)` for an elementwise `f`: when every tree is raveled with one
+    layout, f runs once on the buffers and the result is a raveled tree of `tree`'s structure;
+    otherwise leaf by leaf."""
+    leaves = [tree_leaves(t) for t in (tree, *rest)]
+    flats = [ravel_leaves(ls) for ls in leaves]
+    if all(flat is not None for flat in flats) and all(
+        [a.shape for a in ls] == [a.shape for a in leaves[0]] for ls in leaves[1:]
+    ):
+        return tree_unravel(tree, f(*flats))
+    return tree_map(f, tree, *rest)  # also the place a structure mismatch is reported
 
 
 def tree_vdot(a, b) -> float:

@@ -1,25 +1,32 @@
-"""Hyper-parameter search: train one network per grid point, score each on the dev split.
+"""Hyper-parameter search: train one network per point (and seed), score each on the dev split.
 
     grid = {"hidden": [(64,), (128,)], "l2": [0.0, 0.1], "lr": [0.1]}
-    results = grid_search(0, grid, splits, base=TrainConfig(epochs=10))
+    results = grid_search(0, grid, splits, base=TrainConfig(epochs=10), repeats=3)
     config = best_config(results, base=TrainConfig(epochs=10))
 
 A grid maps `TrainConfig` field names to the values to try; its points are the Cartesian
-product, the last key varying fastest. Point i trains with its own seed, child i of
-`np.random.SeedSequence(seed).spawn(n_points)`: it depends on the master seed and the point's
-position in the grid only, never on which worker runs it or when, so any executor gives the
-table a serial run gives.
+product, the last key varying fastest. `sample_points` draws points at random from a space of
+choices and log-uniform ranges instead, and `search` takes any list of points.
+
+An honest search scores a configuration the same wherever it appears: a point's seeds come
+from the master seed and the point's configuration (`point_seeds`), never from its position in
+the grid, the worker that runs it or the time it finishes. Adding points to a grid leaves the
+others' scores alone, and any executor gives the table a serial run gives. With `repeats=K`
+each point trains with K seeds and is judged on the mean dev accuracy, beside its standard
+deviation: the seed noise a difference between points has to beat.
 
 The search reads `splits.train` and `splits.dev` and nothing else: the test split stays unseen
 until the chosen configuration is scored once, by the caller.
 
-Runs go through any `concurrent.futures.Executor` (a ProcessPoolExecutor, or a dask.distributed
-or Ray executor to take a big grid to a cluster): the submitted function, `train_point`, is a
-top-level function and its arguments (a TrainConfig, an int seed, two Datasets) all pickle.
+Runs go through any `concurrent.futures.Executor` (`worker_pool`, or
+`distributed.Client(address).get_executor()` to take a big search to a Dask cluster): the
+submitted function, `train_point`, is a top-level function and its arguments (a TrainConfig
+and two Datasets) all pickle.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import multiprocessing
@@ -35,7 +42,10 @@ from fnn.errors import TrainingDiverged
 from fnn.config import TrainConfig, train
 from fnn.train import evaluate
 
-RESULT_COLUMNS = ("seed", "dev_acc", "dev_loss", "seconds", "epochs_run", "stopped")
+RESULT_COLUMNS = ("seed", "seeds", "dev_acc", "dev_acc_std", "dev_loss", "seconds", "epochs_run", "stopped")
+
+
+# ---------------------------------------------------------------- the points
 
 
 def grid_points(grid: Mapping[str, Sequence]) -> list[dict]:
@@ -45,32 +55,132 @@ def grid_points(grid: Mapping[str, Sequence]) -> list[dict]:
     {"hidden": [(64,), (128,)], "l2": [0.0, 0.1]}. Raises ValueError naming an unknown field
     or an empty list of values.
     """
-    fields = attrs.fields_dict(TrainConfig)
     if not grid:
         raise ValueError("grid is empty: pass {TrainConfig field: [values, ...]}, e.g. {'l2': [0.0, 0.1]}")
     for key, values in grid.items():
-        if key not in fields or key == "seed":
-            known = ", ".join(name for name in fields if name != "seed")
-            raise ValueError(f"grid key {key!r} is not a TrainConfig field to search; use one of {known}")
+        _check_field("grid", key)
         if isinstance(values, (str, bytes)) or len(values) == 0:
             raise ValueError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
     keys = list(grid)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[key] for key in keys))]
 
 
-def point_seeds(seed: int | np.random.SeedSequence | np.random.Generator, n: int) -> list[int]:
-    """n int seeds; seed i is drawn from child i of `seed`'s SeedSequence, so an int master seed
-    fixes every point's seed by (seed, i) alone.
+def _check_field(name: str, key: str) -> None:
+    fields = attrs.fields_dict(TrainConfig)
+    if key not in fields or key == "seed":
+        known = ", ".join(field for field in fields if field != "seed")
+        raise ValueError(f"{name} key {key!r} is not a TrainConfig field to search; use one of {known}")
 
-    seed: an int (the usual, reproducible case), or a SeedSequence / Generator, whose spawn
-    counter advances as numpy's `spawn` does: a second call on the same object gives new seeds.
+
+def _positive_range(instance, attribute, high):
+    if not 0 < instance.low <= high:
+        raise ValueError(f"LogUniform needs 0 < low <= high, got low={instance.low!r}, high={high!r}")
+
+
+@attrs.frozen
+class LogUniform:
+    """A range to draw a positive hyper-parameter from: log(value) uniform on [log low, log high].
+
+    zero: 0 is a choice of its own besides the range, drawn for half the points (log-uniform
+    can never reach 0, the natural "no L2" of a search).
     """
-    if isinstance(seed, np.random.Generator):
-        children = [child.bit_generator.seed_seq for child in seed.spawn(n)]
-    else:
-        sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-        children = sequence.spawn(n)
-    return [int(child.generate_state(1, np.uint32)[0]) for child in children]
+
+    low: float = attrs.field(converter=float)
+    high: float = attrs.field(converter=float, validator=_positive_range)
+    zero: bool = False
+
+
+def log_uniform_between(values: Sequence[float]) -> LogUniform | list[float]:
+    """The range a list of flag values spans: LogUniform(min, max) over its positive values,
+    with `zero` when it holds a 0; a plain list of choices when fewer than two positive values
+    differ (nothing to spread between). values: e.g. tune's --lrs or --l2s, [0.0, 1e-3, 0.1].
+    """
+    positive = sorted({float(v) for v in values if v > 0})
+    has_zero = any(v == 0 for v in values)
+    if len(positive) < 2:
+        return [0.0] * has_zero + positive
+    return LogUniform(positive[0], positive[-1], zero=has_zero)
+
+
+def sample_points(rng: np.random.Generator, space: Mapping[str, Sequence | LogUniform], n: int) -> list[dict]:
+    """n random points of `space`, drawn in order, then duplicates dropped (the same point
+    always scores the same, so a second copy would only cost time): at most n points.
+
+    space: {TrainConfig field: a list of values to pick from uniformly, or a LogUniform}.
+    Values drawn from a LogUniform are rounded to 3 significant digits (kept inside its
+    range), so tables and heat maps read lr 0.0316, not 0.031622776601683794.
+    """
+    for key, values in space.items():
+        _check_field("space", key)
+        if not isinstance(values, LogUniform) and (isinstance(values, (str, bytes)) or len(values) == 0):
+            raise ValueError(f"space[{key!r}] must be a LogUniform or a non-empty list of values, got {values!r}")
+    if not (isinstance(n, int) and n >= 1):
+        raise ValueError(f"n must be a whole number >= 1, got {n!r}")
+    points = [{key: _draw(rng, values) for key, values in space.items()} for _ in range(n)]
+    return list({repr(tuple(point.items())): point for point in points}.values())  # first places kept
+
+
+def _draw(rng: np.random.Generator, values: Sequence | LogUniform):
+    if not isinstance(values, LogUniform):
+        return values[int(rng.integers(len(values)))]
+    if values.zero and rng.random() < 0.5:
+        return 0.0
+    value = float(np.exp(rng.uniform(np.log(values.low), np.log(values.high))))
+    return min(max(float(f"{value:.3g}"), values.low), values.high)
+
+
+# ---------------------------------------------------------------- seeds from configurations
+
+
+def config_key(config: TrainConfig) -> str:
+    """The canonical text of a configuration, seed excluded: 'field=value' for each field that
+    differs from TrainConfig's default, sorted by name and joined by ';'.
+
+    Equal configurations give equal keys however they were written (0.1 or np.float64(0.1),
+    [64] or (64,), 0 or 0.0 for a float field), and leaving defaults out keeps the keys, and
+    so the seeds, of existing configurations when TrainConfig gains a field.
+    """
+    parts = []
+    for field in sorted(attrs.fields(TrainConfig), key=lambda field: field.name):
+        if field.name == "seed":
+            continue
+        value = _canonical(getattr(config, field.name), field.type)
+        if value != _canonical(field.default, field.type):
+            parts.append(f"{field.name}={value!r}")
+    return ";".join(parts)
+
+
+def _canonical(value, annotation):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (tuple, list)):
+        return tuple(_canonical(v, None) for v in value)
+    if annotation in ("float", float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def point_seeds(seed: int | np.random.SeedSequence, config: TrainConfig, repeats: int = 1) -> tuple[int, ...]:
+    """The `repeats` int seeds a configuration trains with, from the master seed and
+    `config_key(config)` alone: the same configuration gets the same seeds in any search.
+
+    The key's SHA-256 digest joins four words of the master SeedSequence as the entropy of
+    a SeedSequence whose children 0, 1, ... give seed 0, 1, ...; so the first seeds of K + 1
+    repeats are those of K.
+    """
+    if isinstance(seed, (bool, np.random.Generator)) or not isinstance(seed, (int, np.integer, np.random.SeedSequence)):
+        raise TypeError(
+            f"seed must be an int or a numpy SeedSequence (each point's seeds derive from it and the "
+            f"point's configuration), got {type(seed).__name__}"
+        )
+    master = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    digest = np.frombuffer(hashlib.sha256(config_key(config).encode()).digest(), dtype="<u4")
+    entropy = [int(word) for word in (*master.generate_state(4), *digest)]
+    root = np.random.SeedSequence(entropy)
+    return tuple(int(child.generate_state(1, np.uint32)[0]) for child in root.spawn(repeats))
+
+
+# ---------------------------------------------------------------- one run
 
 
 def train_point(config: TrainConfig, train_set: Dataset, dev_set: Dataset) -> dict:
@@ -124,55 +234,117 @@ def worker_pool(workers: int, blas_threads: int = 1) -> ProcessPoolExecutor:
     )
 
 
+# ---------------------------------------------------------------- the search
+
+
+def search(
+    seed: int | np.random.SeedSequence,
+    points: Sequence[Mapping],
+    splits: Splits,
+    *,
+    base: TrainConfig = TrainConfig(),
+    repeats: int = 1,
+    executor: Executor | None = None,
+    on_result: Callable[[dict], object] | None = None,
+) -> pd.DataFrame:
+    """Train `base` evolved by each point with each of its `point_seeds`, on splits.train, and
+    score the runs on splits.dev.
+
+    seed: the master seed (an int or a SeedSequence).
+    points: [{TrainConfig field: value}, ...] (`grid_points`, `sample_points`), all with the
+        same keys.
+    splits: only .train and .dev are read (and sent to the executor); .test is never touched.
+    repeats: seeds per point, K >= 1.
+    executor: runs the len(points) x K runs (`executor.submit(train_point, config, train,
+        dev)`); None runs them one after another here. The table is the same either way.
+    on_result: called with each finished run's row as it completes (in completion order):
+        the point's values, seed, repeat and `train_point`'s scores, e.g. for a progress bar.
+    Returns a DataFrame, one row per point in the given order: the points' columns (hidden as
+    tuples), then
+        seed         the first of the point's seeds: `best_config` retrains with it
+        seeds        all K seeds, a tuple
+        dev_acc      mean dev accuracy over the K runs (NaN if any diverged)
+        dev_acc_std  its sample standard deviation (ddof 1; NaN when K = 1)
+        dev_loss     mean dev cross-entropy; seconds: mean training seconds of one run
+        epochs_run   the most epochs a run completed
+        stopped      "diverged" if a run diverged, else "early_stop" if a run stopped early,
+                     else "completed"
+    """
+    if not points:
+        raise ValueError("points is empty: pass at least one {TrainConfig field: value} dict")
+    if not (isinstance(repeats, int) and repeats >= 1):
+        raise ValueError(f"repeats must be a whole number >= 1, got {repeats!r}")
+    keys = list(points[0])
+    for point in points:
+        if list(point) != keys:
+            raise ValueError(f"every point must set the same fields {keys}, got {list(point)}")
+        for key in point:
+            _check_field("point", key)
+    train_set, dev_set = splits.train, splits.dev
+    if dev_set.y is None or len(dev_set.y) == 0:
+        raise ValueError("the search scores each point on the dev split, but it is empty; pass dev > 0")
+    configs = [attrs.evolve(base, **point) for point in points]
+    seeds = [point_seeds(seed, config, repeats) for config in configs]
+    runs = [(i, r, attrs.evolve(config, seed=s)) for i, config in enumerate(configs) for r, s in enumerate(seeds[i])]
+
+    def finished(run: int, scores: dict) -> dict:
+        i, r, config = runs[run]
+        if on_result is not None:
+            on_result({**points[i], "seed": config.seed, "repeat": r, **scores})
+        return scores
+
+    if executor is None:
+        scores = [finished(j, train_point(config, train_set, dev_set)) for j, (_, _, config) in enumerate(runs)]
+    else:
+        futures = {executor.submit(train_point, config, train_set, dev_set): j for j, (_, _, config) in enumerate(runs)}
+        done = {futures[future]: finished(futures[future], future.result()) for future in as_completed(futures)}
+        scores = [done[j] for j in range(len(runs))]
+    rows = [
+        {**point, **_summary(seeds[i], scores[i * repeats:(i + 1) * repeats])} for i, point in enumerate(points)
+    ]
+    return pd.DataFrame(rows, columns=[*keys, *RESULT_COLUMNS])
+
+
+def _summary(seeds: tuple[int, ...], runs: list[dict]) -> dict:
+    """One point's row from its runs' scores (see `search`)."""
+    accs = np.array([run["dev_acc"] for run in runs], dtype=np.float64)
+    stopped = {run["stopped"] for run in runs}
+    return {
+        "seed": seeds[0],
+        "seeds": seeds,
+        "dev_acc": float(accs.mean()),
+        "dev_acc_std": float(accs.std(ddof=1)) if len(accs) > 1 else math.nan,
+        "dev_loss": float(np.mean([run["dev_loss"] for run in runs])),
+        "seconds": float(np.mean([run["seconds"] for run in runs])),
+        "epochs_run": max(run["epochs_run"] for run in runs),
+        "stopped": next((how for how in ("diverged", "early_stop") if how in stopped), "completed"),
+    }
+
+
 def grid_search(
-    seed: int | np.random.SeedSequence | np.random.Generator,
+    seed: int | np.random.SeedSequence,
     grid: Mapping[str, Sequence],
     splits: Splits,
     *,
     base: TrainConfig = TrainConfig(),
+    repeats: int = 1,
     executor: Executor | None = None,
     on_result: Callable[[dict], object] | None = None,
 ) -> pd.DataFrame:
-    """Train `base` evolved by each grid point on splits.train and score it on splits.dev.
+    """`search` over the points of `grid` (see `grid_points`), one row per point in grid order."""
+    return search(
+        seed, grid_points(grid), splits, base=base, repeats=repeats, executor=executor, on_result=on_result
+    )
 
-    seed: the master seed (or a SeedSequence / Generator); point i trains with
-        `point_seeds(seed, n)[i]`.
-    grid: {TrainConfig field: values}, see `grid_points`.
-    splits: only .train and .dev are read (and sent to the executor); .test is never touched.
-    executor: runs the points (`executor.submit(train_point, config, train, dev)`); None runs
-        them one after another in this process. The table is the same either way.
-    on_result: called with each finished point's row as it completes (in completion order),
-        e.g. to advance a progress bar.
-    Returns a DataFrame, one row per point in grid order: the grid's columns (hidden as
-    tuples), then seed, dev_acc, dev_loss, seconds, epochs_run, stopped.
-    """
-    points = grid_points(grid)
-    configs = [
-        attrs.evolve(base, **point, seed=s) for point, s in zip(points, point_seeds(seed, len(points)))
-    ]
-    train_set, dev_set = splits.train, splits.dev
-    if dev_set.y is None or len(dev_set.y) == 0:
-        raise ValueError("the search scores each point on the dev split, but it is empty; pass dev > 0")
 
-    def row(i: int, scores: dict) -> dict:
-        finished = {**points[i], "seed": configs[i].seed, **scores}
-        if on_result is not None:
-            on_result(dict(finished))
-        return finished
-
-    if executor is None:
-        rows = [row(i, train_point(config, train_set, dev_set)) for i, config in enumerate(configs)]
-    else:
-        futures = {executor.submit(train_point, config, train_set, dev_set): i for i, config in enumerate(configs)}
-        done = {futures[future]: row(futures[future], future.result()) for future in as_completed(futures)}
-        rows = [done[i] for i in range(len(configs))]
-    return pd.DataFrame(rows, columns=[*grid, *RESULT_COLUMNS])
+# ---------------------------------------------------------------- choosing the best
 
 
 def best_row(results: pd.DataFrame) -> pd.Series:
-    """The winning row: highest dev_acc, ties to the lower dev_loss, then to the earlier row.
+    """The winning row: highest dev_acc (the mean over a point's seeds), ties to the lower
+    dev_loss, then to the earlier row.
 
-    Rows with NaN dev_acc (diverged runs) never win; ValueError when every row is NaN.
+    Rows with NaN dev_acc (diverged runs) never win; TrainingDiverged when every row is NaN.
     """
     scored = results[np.isfinite(results["dev_acc"].to_numpy(dtype=np.float64))]
     if scored.empty:
@@ -184,10 +356,11 @@ def best_row(results: pd.DataFrame) -> pd.Series:
 
 
 def best_config(results: pd.DataFrame, base: TrainConfig = TrainConfig()) -> TrainConfig:
-    """`base` evolved by the best row's grid values and seed (see `best_row`).
+    """`base` evolved by the best row's searched values and its `seed` (see `best_row`).
 
-    Training it on the same train split reproduces the search's model for that point (bit for
-    bit when the BLAS runs with the same number of threads, which fixes the order of its sums).
+    Training it on the same train split reproduces the search's first run of that point (bit
+    for bit when the BLAS runs with the same number of threads, which fixes the order of its
+    sums).
     """
     winner = best_row(results)
     fields = attrs.fields_dict(TrainConfig)
@@ -198,4 +371,3 @@ def best_config(results: pd.DataFrame, base: TrainConfig = TrainConfig()) -> Tra
 def _plain(value):
     """numpy scalars from a DataFrame cell back to Python ints/floats, for TrainConfig's validators."""
     return value.item() if isinstance(value, np.generic) else value
-

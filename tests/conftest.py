@@ -55,7 +55,8 @@ def problems(
     net = fnn.init(rng, sizes, dtype=dtype)
     params = fnn.MLP(
         layers=tuple(
-            fnn.Dense(W=layer.W, b=(0.1 * rng.standard_normal(layer.b.shape)).astype(dtype))
+            attrs.evolve(layer, b=(0.1 * rng.standard_normal(layer.b.shape)).astype(dtype))
+            if isinstance(layer, fnn.Dense) else layer
             for layer in net.layers
         )
     )

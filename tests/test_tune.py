@@ -1,5 +1,6 @@
-"""fnn.tune: grid points, per-point seeds, executor-independent results, a test split never read,
-and deterministic choice of the best configuration."""
+"""fnn.tune: grid and random points, seeds from configurations (a point scores the same in any
+grid), repeats, executor-independent results, a test split never read, and deterministic choice
+of the best configuration; `fnn tune --repeats/--samples` end to end."""
 
 from __future__ import annotations
 
@@ -13,16 +14,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fnn.cli import main
 from fnn.data import Splits, load_dataset, split
 from fnn.config import TrainConfig, train
+from fnn.io import load_model
 from fnn.train import evaluate
 from fnn.tune import (
     RESULT_COLUMNS,
+    LogUniform,
     best_config,
     best_row,
+    config_key,
     grid_points,
     grid_search,
+    log_uniform_between,
     point_seeds,
+    sample_points,
+    search,
+    train_point,
 )
 
 BASE = TrainConfig(epochs=2, batch_size=64, hidden=(8,))
@@ -65,15 +74,38 @@ def test_bad_grids_are_rejected_by_name(grid, named):
         grid_points(grid)
 
 
+def configs_of(grid) -> list[TrainConfig]:
+    return [attrs.evolve(BASE, **point) for point in grid_points(grid)]
+
+
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 12), extra=st.integers(1, 5))
-def test_a_point_seed_depends_on_the_master_seed_and_its_position_only(seed, n, extra):
-    seeds = point_seeds(seed, n)
-    assert point_seeds(seed, n + extra)[:n] == seeds  # a bigger grid keeps the earlier seeds
-    assert len(set(seeds)) == n
-    assert point_seeds(seed + 1, n) != seeds
-    assert point_seeds(np.random.SeedSequence(seed), n) == seeds  # a fresh sequence is the int's
-    assert point_seeds(np.random.default_rng(seed), n) == point_seeds(np.random.default_rng(seed), n)
+@given(seed=st.integers(0, 2**63), repeats=st.integers(1, 6), extra=st.integers(1, 4))
+def test_a_point_seed_depends_on_the_master_seed_and_its_configuration_only(seed, repeats, extra):
+    configs = configs_of(GRID)
+    seeds = [point_seeds(seed, config, repeats) for config in configs]
+    assert [point_seeds(seed, config, repeats + extra)[:repeats] for config in configs] == seeds  # more repeats keep the first
+    assert len({s for per_point in seeds for s in per_point}) == len(configs) * repeats
+    assert [point_seeds(seed, config, repeats) for config in reversed(configs)] == seeds[::-1]  # not the position
+    assert [point_seeds(seed + 1, config, repeats) for config in configs] != seeds
+    assert [point_seeds(np.random.SeedSequence(seed), config, repeats) for config in configs] == seeds
+
+
+def test_equal_configurations_written_differently_share_their_key_and_seeds():
+    plain = attrs.evolve(BASE, hidden=(64,), l2=0.0, lr=0.1)
+    numpy = attrs.evolve(BASE, hidden=[np.int64(64)], l2=0, lr=np.float64(0.1))
+    assert config_key(numpy) == config_key(plain) == "batch_size=64;epochs=2;hidden=(64,);l2=0.0;lr=0.1"
+    assert point_seeds(3, numpy, 2) == point_seeds(3, plain, 2)
+    assert config_key(attrs.evolve(plain, seed=99)) == config_key(plain)  # the seed is not configuration
+    assert config_key(TrainConfig()) == ""  # defaults are left out, so a new field keeps old keys
+    assert point_seeds(3, attrs.evolve(plain, lr=0.2), 1) != point_seeds(3, plain, 1)
+
+
+def test_master_seeds_that_are_not_ints_or_seed_sequences_are_refused(splits):
+    for seed in (np.random.default_rng(0), 1.5, "7", True):
+        with pytest.raises(TypeError, match="seed must be an int or a numpy SeedSequence"):
+            point_seeds(seed, BASE)
+    with pytest.raises(TypeError, match="SeedSequence"):
+        grid_search(np.random.default_rng(0), GRID, splits, base=BASE)
 
 
 # ---------------------------------------------------------------- the search
@@ -84,7 +116,9 @@ def test_results_table_has_one_row_per_point_in_grid_order(serial):
     assert [(h, l2) for h, l2 in zip(serial["hidden"], serial["l2"])] == [
         (p["hidden"], p["l2"]) for p in grid_points(GRID)
     ]
-    assert serial["seed"].tolist() == point_seeds(7, 4)
+    assert serial["seeds"].tolist() == [point_seeds(7, config) for config in configs_of(GRID)]
+    assert serial["seed"].tolist() == [seeds[0] for seeds in serial["seeds"]]
+    assert serial["dev_acc_std"].isna().all()  # one seed per point: no estimate of the seed noise
     assert (serial["epochs_run"] == BASE.epochs).all() and (serial["stopped"] == "completed").all()
     assert serial["dev_acc"].between(0, 1).all()
     assert serial["dev_acc"].nunique() > 1  # the points really trained different networks
@@ -145,6 +179,127 @@ def test_the_search_needs_a_dev_split(splits):
     empty = attrs.evolve(splits.dev, X=splits.dev.X[:0], y=splits.dev.y[:0])
     with pytest.raises(ValueError, match="dev"):
         grid_search(0, GRID, attrs.evolve(splits, dev=empty), base=BASE)
+
+
+def test_a_point_scores_the_same_in_any_grid(splits, serial):
+    """The bug this design fixes: a point's seed came from its position, so growing the grid
+    changed the scores (and the winner) of the points already in it."""
+    other = grid_search(7, {"lr": [0.05, BASE.lr], "l2": [0.25, 0.5, 0.0], "hidden": [(16,), (8,)]}, splits, base=BASE)
+    for _, row in serial.iterrows():
+        if row["hidden"] == (4,):
+            continue
+        same = other[(other["hidden"] == row["hidden"]) & (other["l2"] == row["l2"]) & (other["lr"] == BASE.lr)]
+        assert len(same) == 1
+        assert same["seeds"].iloc[0] == row["seeds"]
+        assert same["dev_acc"].iloc[0] == row["dev_acc"] and same["dev_loss"].iloc[0] == row["dev_loss"]
+
+
+def test_repeats_train_each_point_with_k_seeds_and_report_their_mean_and_spread(splits, serial):
+    runs = []
+    results = grid_search(7, GRID, splits, base=BASE, repeats=3, on_result=runs.append)
+    assert list(results.columns) == list(serial.columns) and len(results) == len(serial) and len(runs) == 12
+    for (_, row), (_, single) in zip(results.iterrows(), serial.iterrows()):
+        assert len(row["seeds"]) == 3 and row["seeds"][0] == single["seed"] == row["seed"]
+        accs = [run["dev_acc"] for seed in row["seeds"] for run in runs if run["seed"] == seed]
+        assert row["dev_acc"] == np.mean(accs) and row["dev_acc_std"] == pytest.approx(np.std(accs, ddof=1))
+        first = next(run for run in runs if run["seed"] == row["seed"])
+        assert first["repeat"] == 0 and first["dev_acc"] == single["dev_acc"]  # repeat 0 is the K = 1 run
+    assert best_row(results).name == int(np.argmax(results["dev_acc"].to_numpy()))  # chosen on the mean
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        threaded = grid_search(7, GRID, splits, base=BASE, repeats=3, executor=pool)
+    pd.testing.assert_frame_equal(scores(threaded), scores(results))
+
+
+def test_a_point_that_diverges_under_one_seed_scores_nan():
+    diverged = {"dev_acc": math.nan, "dev_loss": math.nan, "seconds": 1.0, "epochs_run": 1, "stopped": "diverged"}
+    fine = {"dev_acc": 0.9, "dev_loss": 0.3, "seconds": 3.0, "epochs_run": 2, "stopped": "completed"}
+    from fnn.tune import _summary
+
+    row = _summary((1, 2), [fine, diverged])
+    assert math.isnan(row["dev_acc"]) and row["stopped"] == "diverged" and row["epochs_run"] == 2
+    assert row["seconds"] == 2.0 and row["seeds"] == (1, 2) and row["seed"] == 1
+
+
+def test_search_takes_any_list_of_points_and_checks_them(splits):
+    points = [{"hidden": (8,), "l2": 0.5}, {"hidden": (4,), "l2": 0.0}]
+    results = search(7, points, splits, base=BASE)
+    assert results[["hidden", "l2"]].to_dict("records") == points
+    with pytest.raises(ValueError, match="same fields"):
+        search(7, [{"l2": 0.0}, {"lr": 0.1}], splits, base=BASE)
+    with pytest.raises(ValueError, match="'seed'"):
+        search(7, [{"seed": 1}], splits, base=BASE)
+    with pytest.raises(ValueError, match="repeats"):
+        search(7, points, splits, base=BASE, repeats=0)
+
+
+# ---------------------------------------------------------------- random points
+
+
+def test_log_uniform_between_spans_the_positive_values_and_keeps_zero_apart():
+    assert log_uniform_between([0.0, 0.1, 1e-3]) == LogUniform(1e-3, 0.1, zero=True)
+    assert log_uniform_between([0.5, 0.05]) == LogUniform(0.05, 0.5)
+    assert log_uniform_between([0.0, 0.1]) == [0.0, 0.1]  # nothing to spread between
+    assert log_uniform_between([0.2, 0.2]) == [0.2]
+    assert log_uniform_between([0.0]) == [0.0]
+    with pytest.raises(ValueError, match="low <= high"):
+        LogUniform(0.1, 0.01)
+
+
+def test_sampled_points_are_seeded_log_uniform_and_in_range():
+    space = {"hidden": [(8,), (16,), (32,)], "l2": LogUniform(1e-4, 1.0, zero=True), "lr": LogUniform(1e-3, 1.0)}
+    points = sample_points(np.random.default_rng(5), space, 400)
+    assert points == sample_points(np.random.default_rng(5), space, 400)  # seeded
+    assert points != sample_points(np.random.default_rng(6), space, 400)
+    assert 390 <= len(points) == len({repr(p) for p in points})  # the odd duplicate is dropped
+    assert all(list(point) == ["hidden", "l2", "lr"] for point in points)
+    lrs = np.array([p["lr"] for p in points])
+    l2s = np.array([p["l2"] for p in points])
+    assert {p["hidden"] for p in points} == set(space["hidden"])
+    assert lrs.min() >= 1e-3 and lrs.max() <= 1.0 and all(float(f"{lr:.3g}") == lr for lr in lrs)
+    assert 0.4 < np.mean(l2s == 0) < 0.6  # 0 is its own choice, half the time
+    assert l2s[l2s > 0].min() >= 1e-4 and l2s.max() <= 1.0
+    # log-uniform: each decade of the lr range gets about a third of the draws
+    decades = np.histogram(np.log10(lrs), bins=[-3, -2, -1, 0])[0] / len(lrs)
+    assert np.all(np.abs(decades - 1 / 3) < 0.08), decades
+
+
+def test_sampling_drops_duplicates_and_checks_the_space():
+    points = sample_points(np.random.default_rng(0), {"hidden": [(8,), (16,)], "l2": [0.0]}, 30)
+    assert points == [{"hidden": (8,), "l2": 0.0}, {"hidden": (16,), "l2": 0.0}] or points == [
+        {"hidden": (16,), "l2": 0.0}, {"hidden": (8,), "l2": 0.0}
+    ]
+    with pytest.raises(ValueError, match="'width'"):
+        sample_points(np.random.default_rng(0), {"width": [1]}, 3)
+    with pytest.raises(ValueError, match="non-empty"):
+        sample_points(np.random.default_rng(0), {"l2": []}, 3)
+    with pytest.raises(ValueError, match="n must be"):
+        sample_points(np.random.default_rng(0), {"l2": [0.0]}, 0)
+
+
+# ---------------------------------------------------------------- fnn tune --repeats --samples
+
+
+def test_tune_command_samples_points_and_repeats_seeds(capsys, tmp_path):
+    out = tmp_path / "tune"
+    argv = [
+        "tune", "--epochs", "1", "--batch-size", "256", "--hiddens", "8", "16", "--l2s", "0", "0.01", "1",
+        "--lrs", "0.05", "0.5", "--samples", "4", "--repeats", "2", "--workers", "1", "--no-progress",
+        "--out", str(out),
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    table = pd.read_csv(out / "tune.csv")
+    assert list(table.columns) == ["hidden", "l2", "lr", *RESULT_COLUMNS]
+    assert 1 <= len(table) <= 4 and set(table["hidden"]) <= {8, 16}
+    assert table["lr"].between(0.05, 0.5).all()
+    assert ((table["l2"] == 0) | table["l2"].between(0.01, 1)).all()
+    seeds = [tuple(map(int, text.split())) for text in table["seeds"]]
+    assert all(len(s) == 2 and s[0] == first for s, first in zip(seeds, table["seed"]))
+    assert table["dev_acc_std"].notna().all()
+    best = table.loc[table["dev_acc"].idxmax()]
+    _, meta = load_model(out / "model.npz")
+    assert meta["training_config"]["seed"] == best["seed"] and meta["training_config"]["lr"] == best["lr"]
+    assert "mean of 2 seeds" in printed and "random points x 2 seed(s)" in printed
 
 
 # ---------------------------------------------------------------- choosing the best

@@ -1,20 +1,32 @@
-"""`fnn tune`: grid search on the dev split, heat map, refit the best point, test it once."""
+"""`fnn tune`: search hidden width, l2 and learning rate on the dev split (a grid or random
+points, each with one or more seeds, on local processes or a Dask cluster), draw the heat map,
+refit the best point, test it once."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import logging
 import os
 import sys
+from concurrent.futures import Executor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from fnn import plots, tune
 from fnn.cli import flags, runs
+from fnn.data import Dataset
+from fnn.errors import UserError
 from fnn.files import staged_folder
 
 HIDDENS = ((64,), (110,), (128,))
 L2S = (0.0, 0.1, 1.0)
+CONNECT_TIMEOUT_S = 10  # how long --scheduler waits for the scheduler, then for a first worker
+SCHEMES = ("", "tcp", "tls", "ws", "wss", "ucx")  # Dask's protocols; none means tcp
+SAMPLING_STREAM = 1  # --samples draws from SeedSequence([--seed, 1]), apart from the split's stream
 
 
 def add_parser(commands, common) -> None:
@@ -24,13 +36,16 @@ def add_parser(commands, common) -> None:
         formatter_class=flags.Formatter,
         help="grid-search hidden width, l2 and learning rate on the dev split",
         description=(
-            "Train one network per point of the grid --hiddens x --l2s x --lrs (in parallel over "
-            "--workers processes), score each on the dev split, write tune.csv and "
-            "tune_heatmap.png (dev accuracy over hidden x l2), then retrain the best point on the "
-            "train split (train + dev with --refit-on-dev), save it as model.npz and report its "
-            "test accuracy once. The search never sees the test split. Grid values are separated "
-            "by spaces; commas inside one --hiddens value make a deeper network: "
-            "'--hiddens 64 128 256,128'."
+            "Train one network per point of the grid --hiddens x --l2s x --lrs (or of --samples "
+            "random points), each with --repeats seeds, in parallel over --workers processes or "
+            "the workers of a Dask --scheduler; score each on the dev split, write tune.csv (one "
+            "row per point: mean and standard deviation of dev accuracy, the seeds) and "
+            "tune_heatmap.png (mean dev accuracy over hidden x l2), then retrain the best point "
+            "(best mean) on the train split (train + dev with --refit-on-dev), save it as "
+            "model.npz and report its test accuracy once. The search never sees the test split. "
+            "A point's seeds derive from --seed and the point's configuration, so a point scores "
+            "the same in any grid. Grid values are separated by spaces; commas inside one "
+            "--hiddens value make a deeper network: '--hiddens 64 128 256,128'."
         ),
     )
     parser.add_argument(
@@ -46,8 +61,24 @@ def add_parser(commands, common) -> None:
         help=f"learning rates to try, spaces or commas (default: {flags.DEFAULTS.lr:g})",
     )
     parser.add_argument(
+        "--samples", type=flags.positive_int, default=None, metavar="N",
+        help="train N random points instead of the whole grid: hidden drawn from --hiddens, lr and "
+        "l2 log-uniform between the smallest and largest of --lrs and --l2s (a 0 among --l2s is "
+        "drawn for half the points); duplicates are trained once",
+    )
+    parser.add_argument(
+        "--repeats", type=flags.positive_int, default=1, metavar="K",
+        help="seeds per point: the table shows the mean and standard deviation of dev accuracy, "
+        "and the best point is the best mean",
+    )
+    parser.add_argument(
         "--workers", type=flags.positive_int, default=min(2, os.cpu_count() or 1),
-        help="parallel training processes, each using one BLAS thread",
+        help="parallel training processes, each using one BLAS thread (ignored with --scheduler)",
+    )
+    parser.add_argument(
+        "--scheduler", type=scheduler_address, default=None, metavar="tcp://HOST:PORT",
+        help="run the points on the workers of this Dask distributed scheduler instead of local "
+        "processes (needs 'pip install fnn[dask]' here and fnn on every worker)",
     )
     parser.add_argument(
         "--refit-on-dev", action="store_true",
@@ -55,6 +86,18 @@ def add_parser(commands, common) -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: runs/tune-<timestamp>/)")
     parser.set_defaults(run=run)
+
+
+def scheduler_address(text: str) -> str:
+    """A Dask scheduler's address, [PROTOCOL://]HOST:PORT, as 'dask scheduler' prints it."""
+    scheme, _, rest = text.rpartition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme not in SCHEMES or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(
+            f"expected a Dask scheduler address such as tcp://10.0.0.5:8786 (protocol one of "
+            f"{', '.join(filter(None, SCHEMES))}), got {text!r}"
+        )
+    return text
 
 
 def _display_hidden(results: pd.DataFrame) -> pd.DataFrame:
@@ -65,42 +108,153 @@ def _display_hidden(results: pd.DataFrame) -> pd.DataFrame:
     return results.assign(hidden=[flags.format_sizes(h) for h in hidden])
 
 
-def run(args) -> int:
-    grid = {
-        "hidden": list(dict.fromkeys(args.hiddens or HIDDENS)),
-        "l2": list(dict.fromkeys(v for values in (args.l2s or [L2S]) for v in values)),
-        "lr": list(dict.fromkeys(v for values in (args.lrs or [(flags.DEFAULTS.lr,)]) for v in values)),
-    }
-    base = flags.config(args, hidden=grid["hidden"][0], l2=grid["l2"][0], lr=grid["lr"][0])
-    out = args.out or runs.default_out("tune-")
-    n_points = len(tune.grid_points(grid))
-    with staged_folder(out) as folder:
-        splits = runs.load_splits(args)
-        if not len(splits.dev.X):
-            raise flags.FlagError("tune scores each grid point on the dev split, which is empty; pass --dev > 0")
-        print(
-            f"data {args.data}: {len(splits.train.X)} train / {len(splits.dev.X)} dev rows; "
-            f"{n_points} grid points on {args.workers} worker(s), {base.epochs} epochs each"
-        )
-        executor = tune.worker_pool(args.workers)
-        bar = tqdm(total=n_points, desc="tune", unit="run", disable=not runs.show_progress(args), file=sys.stderr)
+def _points(args) -> list[dict]:
+    """The grid of --hiddens x --l2s x --lrs, or --samples random points of the space they span."""
+    hiddens = list(dict.fromkeys(args.hiddens or HIDDENS))
+    l2s = list(dict.fromkeys(v for values in (args.l2s or [L2S]) for v in values))
+    lrs = list(dict.fromkeys(v for values in (args.lrs or [(flags.DEFAULTS.lr,)]) for v in values))
+    if args.samples is None:
+        return tune.grid_points({"hidden": hiddens, "l2": l2s, "lr": lrs})
+    space = {"hidden": hiddens, "l2": tune.log_uniform_between(l2s), "lr": tune.log_uniform_between(lrs)}
+    return tune.sample_points(np.random.default_rng([args.seed, SAMPLING_STREAM]), space, args.samples)
+
+
+def connect(address: str):
+    """A `distributed.Client` of the scheduler at `address` with at least one worker, or a
+    one-line UserError saying what to install or start."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise flags.FlagError(
+            "--scheduler needs the 'distributed' package: pip install 'fnn[dask]' (or distributed), "
+            "or leave --scheduler out to tune on local processes"
+        ) from None
+    # distributed logs each failed attempt to connect; the error below says it in one line
+    with _quiet("distributed"):
         try:
-            results = tune.grid_search(
-                args.seed, grid, splits, base=base, executor=executor, on_result=lambda row: bar.update()
-            )
+            client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        except (OSError, TimeoutError, ValueError, TypeError) as error:  # TypeError: tls:// without TLS set up
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            if reason.startswith("Timed out"):
+                reason = f"no Dask scheduler answered within {CONNECT_TIMEOUT_S} s"
+            raise UserError(
+                f"--scheduler {address}: {reason.rstrip('.')}; start a scheduler with 'dask scheduler' and "
+                f"its workers with 'dask worker {address}', or fix the address"
+            ) from None
+    try:
+        client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError):
+        client.close()
+        raise UserError(
+            f"--scheduler {address}: the scheduler has no workers after {CONNECT_TIMEOUT_S} s; "
+            f"start some with 'dask worker {address}'"
+        ) from None
+    client.run(tune.limit_blas_threads, 1)  # as the local pool does: the same sums, the same table
+    return client
+
+
+@contextlib.contextmanager
+def _quiet(logger: str):
+    """Only errors from `logger` (and its children) while the block runs."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+@contextlib.contextmanager
+def _executor(args):
+    """(executor, where it runs, in words) for --scheduler or --workers; on leaving, runs not yet
+    started are cancelled (after a failure or Ctrl-C) and the pool or the client is closed."""
+    if args.scheduler is None:
+        pool = tune.worker_pool(args.workers)
+        try:
+            yield pool, f"{args.workers} worker(s)"
         finally:
-            bar.close()
-            executor.shutdown(wait=True, cancel_futures=True)  # after a failure or Ctrl-C, start no more runs
+            pool.shutdown(wait=True, cancel_futures=True)
+        return
+    client = connect(args.scheduler)
+    executor = client.get_executor()
+    try:
+        workers = len(client.scheduler_info()["workers"])
+        yield ScatteredData(client, executor), f"Dask scheduler {args.scheduler} ({workers} worker(s))"
+    finally:
+        executor.shutdown(wait=False)  # cancels what is still pending on the cluster
+        client.close()
+
+
+class ScatteredData(Executor):
+    """A Dask client's executor that ships each Dataset argument to the workers once.
+
+    `tune.search` submits every run with the train and dev sets; sent with each task, MNIST's
+    180 MB would cross the scheduler once per run. Here the first submit scatters each Dataset
+    to every worker and later ones pass the Dask future, which the workers resolve locally.
+    """
+
+    def __init__(self, client, executor: Executor):
+        self._client, self._executor, self._scattered = client, executor, {}
+
+    def submit(self, fn, /, *args, **kwargs):
+        return self._executor.submit(fn, *(self._shipped(arg) for arg in args), **kwargs)
+
+    def _shipped(self, arg):
+        if not isinstance(arg, Dataset):
+            return arg
+        if id(arg) not in self._scattered:  # the Dataset is kept too, so its id stays its own
+            self._scattered[id(arg)] = (arg, self._client.scatter(arg, broadcast=True, hash=False))
+        return self._scattered[id(arg)][1]
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._executor.shutdown(wait=wait)
+
+
+def _shown(results: pd.DataFrame) -> pd.DataFrame:
+    """results for tune.csv and the screen: hidden as 128 or '256,128', the seeds as '12 34'."""
+    return _display_hidden(results).assign(seeds=[" ".join(map(str, seeds)) for seeds in results["seeds"]])
+
+
+def run(args) -> int:
+    points = _points(args)
+    first = points[0]
+    base = flags.config(args, hidden=first["hidden"], l2=first["l2"], lr=first["lr"])
+    out = args.out or runs.default_out("tune-")
+    n_runs = len(points) * args.repeats
+    with staged_folder(out) as folder:
+        with _executor(args) as (executor, where):  # connect before loading data: fail fast
+            splits = runs.load_splits(args)
+            if not len(splits.dev.X):
+                raise flags.FlagError("tune scores each grid point on the dev split, which is empty; pass --dev > 0")
+            print(
+                f"data {args.data}: {len(splits.train.X)} train / {len(splits.dev.X)} dev rows; "
+                f"{len(points)} {'random' if args.samples else 'grid'} points x {args.repeats} seed(s) "
+                f"on {where}, {base.epochs} epochs each"
+            )
+            bar = tqdm(total=n_runs, desc="tune", unit="run", disable=not runs.show_progress(args), file=sys.stderr)
+            try:
+                results = tune.search(
+                    args.seed, points, splits, base=base, repeats=args.repeats, executor=executor,
+                    on_result=lambda row: bar.update(),
+                )
+            finally:
+                bar.close()
         best = tune.best_config(results, base)  # first: it says what to do if every run diverged
-        shown = _display_hidden(results)
+        winner = tune.best_row(results)
+        shown = _shown(results)
         runs.write_csv(folder / "tune.csv", shown)
         plots.save_figure(plots.tuning_heatmap(shown), folder / "tune_heatmap.png")
         summary = runs.train_and_save(args, best, splits, folder, on_dev=args.refit_on_dev)
+    columns = [c for c in shown.columns if c != "seeds" and not (c == "dev_acc_std" and args.repeats == 1)]
     with pd.option_context("display.width", 120, "display.max_columns", 20):
-        print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(shown[columns].to_string(
+            index=False, float_format=lambda v: f"{v:.4f}", formatters={"l2": "{:g}".format, "lr": "{:g}".format}
+        ))
+    spread = f" (mean of {args.repeats} seeds, std {winner['dev_acc_std']:.4f})" if args.repeats > 1 else ""
     print(
-        f"best on dev: hidden {flags.format_sizes(best.hidden)}, l2 {best.l2:g}, lr {best.lr:g}; refit on "
-        f"{'train + dev' if args.refit_on_dev else 'train'}"
+        f"best on dev: hidden {flags.format_sizes(best.hidden)}, l2 {best.l2:g}, lr {best.lr:g}, dev accuracy "
+        f"{winner['dev_acc']:.4f}{spread}; refit on {'train + dev' if args.refit_on_dev else 'train'} with seed {best.seed}"
     )
     runs.print_summary(summary, out)
     return 0
