@@ -28,7 +28,7 @@ from fnn.layers import RELU_FAMILY
 from fnn.nn import check_batch, check_labels, forward_pass
 from fnn.optim import Optimizer
 from fnn.params import MLP
-from fnn.train import Batch, StepOutput, TrainState, advance, batches, init_state, scan
+from fnn.train import Batch, StepOutput, TrainState, advance, batches, init_state, scan, steps_per_epoch
 from fnn.tree import global_norm, tree_leaves
 
 if TYPE_CHECKING:  # pandas loads when fit builds its history, not with `import fnn`
@@ -97,9 +97,15 @@ def _next_step(prev: _Step, batch: Batch, optimizer: Optimizer, l2: float) -> _S
     return _Step(out, out.previous if math.isfinite(out.loss) else prev.certified)
 
 
-def _is_point(eval_every: int | None, step: _Step) -> bool:
+def _is_point(eval_every: int | None, last: int, full_batch: bool, step: _Step) -> bool:
+    """Evaluate after every `eval_every` updates and at each epoch's end; in full-batch training,
+    where every update ends an epoch, `eval_every` alone decides (and the last update). A
+    non-finite loss is always a point: the monitor stops there."""
     out = step.out
-    return out.end or not math.isfinite(out.loss) or bool(eval_every and out.state.step % eval_every == 0)
+    t = out.state.step
+    every = bool(eval_every and t % eval_every == 0)
+    at_end = (out.end and not (full_batch and eval_every)) or t == last
+    return at_end or every or not math.isfinite(out.loss)
 
 
 @attrs.frozen(eq=False)
@@ -264,7 +270,8 @@ def fit(
     batch_size: rows per update, or None / "full" for full-batch gradient descent.
     l2: the loss's weight penalty (l2/(2m)) Σ||W||², m the batch's rows.
     eval_every: record a history row every this many updates; rows are recorded at the end of
-        every epoch in any case.
+        every epoch in any case, except in full-batch training (one update per epoch), where
+        eval_every alone decides (and the last update always has a row).
     patience: stop after this many evaluations in a row without a strict improvement of
         `monitor` ("dev_acc", higher is better, or "dev_loss", lower is better); None: never.
     train_eval_size: the train columns are measured on a fixed random subset of this many
@@ -300,6 +307,7 @@ def fit(
         raise ValueError("patience needs a dev set to monitor: pass dev=(X_dev, y_dev) or patience=None")
 
     stream_rng, subset_rng, seed_rng = rng.spawn(3)
+    per_epoch = steps_per_epoch(X.shape[0], batch_size)
     n = X.shape[0]
     rows = np.sort(subset_rng.choice(n, size=train_eval_size, replace=False)) if n > train_eval_size else None
     train_eval = (X[rows], y[rows]) if rows is not None else (X, y)
@@ -312,7 +320,7 @@ def fit(
     ))
     observed = map(
         functools.partial(_observe, optimizer=optimizer, train_eval=train_eval, dev=dev, chunk=eval_chunk, clock=clock),
-        filter(functools.partial(_is_point, eval_every), steps),
+        filter(functools.partial(_is_point, eval_every, epochs * per_epoch, per_epoch == 1), steps),
     )
     absorb = functools.partial(
         _absorb, optimizer=optimizer, epochs=epochs, monitor=monitor, patience=patience, has_dev=dev is not None

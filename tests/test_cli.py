@@ -104,7 +104,7 @@ def digit_png(path: Path, x: np.ndarray, size: int = 90) -> Path:
     [
         ("train", ["--epochs", "--batch-size", "--lr", "--seed", "--hidden", "--l2", "--optimizer", "--data", "--out", "--dev", "--test", "--progress", "--debug", "--activation", "--dropout"]),
         ("tune", ["--hiddens", "--l2s", "--lrs", "--workers", "--refit-on-dev", "--epochs", "--data", "--out", "--seed", "--activation", "--dropout"]),
-        ("evaluate", ["--model", "--data", "--out"]),
+        ("evaluate", ["--model", "--data", "--split", "--out"]),
         ("predict", ["--model", "--data", "--out"]),
         ("gradcheck", ["--sizes", "--batch", "--l2", "--seed", "--activation", "--dropout"]),
     ],
@@ -179,6 +179,38 @@ def test_a_tanh_dropout_run_evaluates_as_the_library_scores_it(sample_digits, tm
     assert float(out.splitlines()[0].split()[1]) == pytest.approx(np.mean(fnn.predict(params, X) == y), abs=5e-5)
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert not history.filter(like="dead_frac").columns.size  # tanh units are never "dead"
+
+
+def test_nesterov_and_eval_every_reach_the_run(tmp_path, capsys):
+    status, _, _ = run(capsys, "train", *TINY, "--nesterov", "--eval-every", "10", "--out", str(tmp_path / "run"))
+    assert status == 0
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["config"]["nesterov"] is True and summary["config"]["eval_every"] == 10
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert history["step"].tolist()[:3] == [10, 20, 30]  # 32 updates per epoch on 4,000 rows
+
+
+def test_evaluate_split_recreates_the_runs_own_split_and_its_metrics(run_dir, tmp_path, capsys):
+    out, _ = run_dir
+    summary = json.loads((out / "metrics.json").read_text())
+    for part in ("test", "dev"):
+        status, printed, err = run(capsys, "evaluate", "--model", str(out / "model.npz"), "--split", part, "--out", str(tmp_path / part))
+        assert status == 0 and "warning" not in err
+        scored = json.loads((tmp_path / part / "metrics.json").read_text())
+        assert scored["rows"] == summary["scores"][part]["rows"]
+        assert scored["loss"] == summary["scores"][part]["loss"]
+        assert scored["accuracy"] == summary["scores"][part]["accuracy"]
+        assert printed.startswith(f"accuracy: {summary['scores'][part]['accuracy']:.4f}")
+
+
+def test_evaluate_warns_when_the_data_names_other_classes(sample_digits, tmp_path, capsys):
+    params = fnn.init(np.random.default_rng(0), (784, 8, 10))
+    fnn.save_model(tmp_path / "fashion.npz", params, {"class_names": ["T-shirt/top", "Trouser", *map(str, range(2, 10))]})
+    X, y = sample_digits
+    csv = kaggle_csv(tmp_path / "train.csv", X, y)
+    status, _, err = run(capsys, "evaluate", "--model", str(tmp_path / "fashion.npz"), "--data", str(csv), "--out", str(tmp_path / "ev"))
+    assert status == 0
+    assert err.count("\n") == 1 and err.startswith("fnn: warning: ") and "T-shirt/top" in err
 
 
 def test_evaluate_a_headerless_label_last_csv(run_dir, sample_digits, tmp_path, capsys):

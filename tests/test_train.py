@@ -338,3 +338,13 @@ def test_divergence_message_names_the_update_that_broke_the_params(data):
     step, lr = int(found[1]), float(found[2])
     assert step - 1 == result.state.step  # the parameters kept: the last with a finite loss
     assert lr == schedule(step - 1)
+
+
+def test_eval_every_is_honoured_in_full_batch_training(data):
+    """The seed printed accuracy every 10 iterations of full-batch gd: eval_every decides there,
+    and the last update always has a row."""
+    (X, y), dev = data
+    result = fit(np.random.default_rng(0), small_params(), gd(0.1), (X, y), dev, epochs=25, batch_size=None, eval_every=10)
+    assert result.history.step.tolist() == [10, 20, 25]
+    every = fit(np.random.default_rng(0), small_params(), gd(0.1), (X, y), dev, epochs=3, batch_size=None)
+    assert every.history.step.tolist() == [1, 2, 3]  # without eval_every: each epoch (= update)

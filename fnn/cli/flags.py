@@ -220,12 +220,20 @@ def training_flags(search: bool) -> argparse.ArgumentParser:
     flags.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS.optimizer, help="update rule")
     flags.add_argument("--momentum", type=fraction, default=DEFAULTS.momentum, help="momentum of --optimizer sgd")
     flags.add_argument(
+        "--nesterov", action="store_true", help="Nesterov momentum for --optimizer sgd (default: classical momentum)"
+    )
+    flags.add_argument(
         "--schedule", choices=SCHEDULES, default=DEFAULTS.schedule,
         help="learning rate over the run: constant, step (x0.1 after each third) or cosine (down to 0)",
     )
     flags.add_argument(
         "--patience", type=positive_int, default=DEFAULTS.patience,
-        help="stop after this many epochs without a better dev accuracy (default: never)",
+        help="stop after this many evaluations without a better dev accuracy (default: never)",
+    )
+    flags.add_argument(
+        "--eval-every", type=positive_int, default=DEFAULTS.eval_every, metavar="N",
+        help="a history row (train/dev loss and accuracy) every N updates, besides each epoch's end; "
+        "in full-batch training N alone decides (default: each epoch's end)",
     )
     return flags
 
@@ -237,6 +245,8 @@ def config(args, **searched) -> TrainConfig:
         batch_size=args.batch_size,
         optimizer=args.optimizer,
         momentum=args.momentum,
+        nesterov=args.nesterov,
+        eval_every=args.eval_every,
         schedule=args.schedule,
         patience=args.patience,
         seed=args.seed,

@@ -136,7 +136,10 @@ def train_and_save(args, config: TrainConfig, splits, folder: Path, on_dev: bool
     table = scores(params, {**parts, "test": splits.test})
     data = {
         "source": str(args.data),
+        "layout": args.layout,
         "seed": args.seed,
+        "dev": args.dev,
+        "test": args.test,
         "trained_on": "train + dev" if on_dev else "train",
         **{f"{part}_rows": len(getattr(splits, part).X) for part in ("train", "dev", "test")},
     }
