@@ -177,7 +177,8 @@ def history_columns(params: MLP) -> list[str]:
 
 @attrs.frozen(eq=False)
 class Monitor:
-    """The fold's accumulator over evaluation points.
+    """The fold's accumulator over evaluation points; after a recorded row, also a checkpoint
+    (`fit(..., checkpoint=save)` receives it, `fit(..., resume=monitor)` continues from it).
 
     rows: the history so far; good: the latest state known to be finite; best, best_params,
     since_best: the monitored metric's best value, its params, evaluations since it;
@@ -259,6 +260,8 @@ def fit(
     eval_chunk: int = 8192,
     callback: Callable[[dict], Any] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    checkpoint: Callable[[Monitor], Any] | None = None,
+    resume: Monitor | None = None,
 ) -> FitResult:
     """Train `params` with `optimizer` for up to `epochs` epochs of mini-batches of `train`.
 
@@ -279,6 +282,10 @@ def fit(
         cheap; evaluations run `eval_chunk` rows at a time, without dropout.
     callback: called with each history row (a dict) as it is recorded, e.g. a progress bar.
     clock: the time source for the `seconds` column (time.perf_counter).
+    checkpoint: called with the Monitor after each recorded row (its `good` is the state of
+        that row): everything `resume` needs (see `fnn.checkpoint` for a file form).
+    resume: such a Monitor: training continues from its state, history and best params, and
+        ends with the same bits as a run never interrupted (same rng, data and arguments).
 
     History columns, one row per evaluation (i counts the layers with parameters, from 1):
         step, epoch            updates applied and epochs completed
@@ -313,9 +320,14 @@ def fit(
     train_eval = (X[rows], y[rows]) if rows is not None else (X, y)
 
     state0 = init_state(params, optimizer, seed=int(seed_rng.integers(2**63)))
+    if resume is not None:  # the same stream, less the batches the resumed state has seen
+        state0 = resume.good
+        start = attrs.evolve(resume, start=clock() - resume.rows[-1]["seconds"], eval_seconds=0.0, fresh=False)
+    else:
+        start = Monitor(clock(), state0, params)
     steps = toolz.drop(1, toolz.accumulate(
         functools.partial(_next_step, optimizer=optimizer, l2=l2),
-        batches(stream_rng, X, y, batch_size, epochs),
+        toolz.drop(state0.step, batches(stream_rng, X, y, batch_size, epochs)),
         _Step(StepOutput(state0, state0, 0.0, None, None, False), state0),
     ))
     observed = map(
@@ -326,9 +338,9 @@ def fit(
         _absorb, optimizer=optimizer, epochs=epochs, monitor=monitor, patience=patience, has_dev=dev is not None
     )
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported instead
-        monitors = toolz.accumulate(absorb, toolz.concat([observed, [_END]]), Monitor(clock(), state0, params))
+        monitors = toolz.accumulate(absorb, toolz.concat([observed, [_END]]), start)
         final = toolz.first(
-            m for m in map(functools.partial(_report, callback), toolz.drop(1, monitors)) if m.stopped
+            m for m in map(functools.partial(_report, callback, checkpoint), toolz.drop(1, monitors)) if m.stopped
         )
     import pandas as pd  # here, not at the top: `import fnn` loads numpy, attrs and toolz only
 
@@ -336,8 +348,10 @@ def fit(
     return FitResult(final.good, final.best_params, history, final.stopped, final.message)
 
 
-def _report(callback, m: Monitor) -> Monitor:
-    """Hand the newest history row to `callback` when `m` just recorded one; return `m`."""
-    if callback is not None and m.fresh:
+def _report(callback, checkpoint, m: Monitor) -> Monitor:
+    """When `m` just recorded a row: hand the row to `callback` and `m` to `checkpoint`. Returns m."""
+    if m.fresh and callback is not None:
         callback(dict(m.rows[-1]))
+    if m.fresh and checkpoint is not None:
+        checkpoint(m)
     return m
