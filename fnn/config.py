@@ -14,7 +14,7 @@ import attrs
 import numpy as np
 
 from fnn import checks
-from fnn.fit import MONITORS, FitResult, arrays, fit
+from fnn.fit import MONITORS, FitResult, Monitor, arrays, fit
 from fnn.layers import ACTIVATIONS
 from fnn.optim import Optimizer, adam, constant, cosine, gd, sgd, step_decay
 from fnn.params import init
@@ -97,13 +97,16 @@ def train(
     dev_set=None,
     callback: Callable[[dict], Any] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    checkpoint: Callable[[Monitor], Any] | None = None,
+    resume: Monitor | None = None,
 ) -> FitResult:
     """Build a network of widths (n_0, *config.hidden, k) with `config`'s activation and
     dropout (`fnn.init`) and `fit` it.
 
     train_set, dev_set: Datasets or (X, y) pairs. k is the number of class names of a Dataset,
     else max(y) + 1 of the training labels. rng is split in two: one stream initialises the
-    weights, the other drives `fit`. callback and clock are passed on to `fit`.
+    weights, the other drives `fit`. callback, clock, checkpoint and resume are passed on to
+    `fit` (a resumed run still draws the initial weights, so its streams are the original's).
     """
     X, y = arrays("train_set", train_set)
     classes = len(train_set.class_names) if hasattr(train_set, "class_names") else int(np.max(y)) + 1
@@ -124,4 +127,6 @@ def train(
         monitor=config.monitor,
         callback=callback,
         clock=clock,
+        checkpoint=checkpoint,
+        resume=resume,
     )

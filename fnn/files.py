@@ -62,12 +62,14 @@ def _fsync_directory(directory: Path) -> None:
 
 
 @contextmanager
-def staged_folder(final: str | os.PathLike) -> Iterator[Path]:
+def staged_folder(final: str | os.PathLike, keep_interrupted: bool = False) -> Iterator[Path]:
     """Yield a fresh hidden folder beside `final`; rename it to `final` when the block succeeds.
 
     Usage: `with staged_folder("runs/r1") as folder: save_model(folder / "model.npz", ...)`.
     On any exception (KeyboardInterrupt included) the folder and everything in it are removed,
-    and so are the parent folders this call created, so a failed command leaves no trace.
+    and so are the parent folders this call created, so a failed command leaves no trace;
+    except, with keep_interrupted, a KeyboardInterrupt after something was written: then the
+    folder is renamed to `final` as it is (a training run left resumable).
     `final` must not exist yet, or be an empty folder (FileExistsError otherwise).
     """
     final = Path(final)
@@ -80,9 +82,21 @@ def staged_folder(final: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a run folder is an ordinary folder
         os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for folder in created:  # innermost first
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+    except KeyboardInterrupt:
+        if keep_interrupted and any(tmp.iterdir()):
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, final)
+        else:
+            _discard(tmp, created)
         raise
+    except BaseException:
+        _discard(tmp, created)
+        raise
+
+
+def _discard(tmp: Path, created: list[Path]) -> None:
+    """Remove a staging folder and the parent folders made for it (innermost first)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    for folder in created:
+        with contextlib.suppress(OSError):
+            folder.rmdir()

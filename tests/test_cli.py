@@ -12,8 +12,10 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -446,3 +448,69 @@ def test_compare_optimizers_script_runs(tmp_path):
     table = pd.read_csv(tmp_path / "optimizers.csv")
     assert len(table) == 3 and table["test_acc"].between(0, 1).all()
     assert_real_png(tmp_path / "optimizers.png")
+
+
+# ---------------------------------------------------------------- interrupts, checkpoints, resume
+
+
+def test_an_interrupted_run_is_left_resumable_and_resumes_to_the_same_bits(tmp_path, capsys, monkeypatch):
+    import fnn.cli.runs as runs
+
+    flags = [*TINY, "--epochs", "3", "--eval-every", "10", "--dropout", "0.1"]
+    status, _, _ = run(capsys, "train", *flags, "--out", str(tmp_path / "whole"))
+    assert status == 0 and not (tmp_path / "whole" / "checkpoint.npz").exists()  # complete: no checkpoint
+
+    real, calls = runs.save_checkpoint, []
+
+    def save_then_interrupt(*args, **kwargs):
+        real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "save_checkpoint", save_then_interrupt)
+    out = tmp_path / "cut"
+    status, _, err = run(capsys, "train", *flags, "--out", str(out))
+    assert status == 130 and f"--resume {out}" in err and len(err.strip().splitlines()) == 1
+    assert {p.name for p in out.iterdir()} == {"checkpoint.npz", "model.npz", "history.csv"}  # not hidden, no metrics
+    assert not list(tmp_path.glob(".cut.partial-*"))
+    assert len(pd.read_csv(out / "history.csv")) == 4
+
+    monkeypatch.setattr(runs, "save_checkpoint", real)
+    status, printed, _ = run(capsys, "train", "--resume", str(out), "--no-progress")
+    assert status == 0 and "resuming" in printed
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    whole, cut = load_model(tmp_path / "whole" / "model.npz")[0], load_model(out / "model.npz")[0]
+    assert fnn.tree_allclose(whole, cut, rtol=0)
+    h1, h2 = (pd.read_csv(p / "history.csv").drop(columns="seconds") for p in (tmp_path / "whole", out))
+    pd.testing.assert_frame_equal(h1, h2)
+
+
+def test_sigterm_stops_a_run_with_one_line_and_status_143(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fnn", "train", "--epochs", "200", "--hidden", "16", "--eval-every", "5",
+         "--no-progress", "--threads", "1", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".run.partial-*/checkpoint.npz")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "--resume" in err
+    assert (out / "checkpoint.npz").is_file() and not list(tmp_path.glob(".run.partial-*"))
+
+
+def test_a_killed_runs_staging_folder_is_named_and_force_discards_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    (tmp_path / ".run.partial-abc123").mkdir()
+    status, _, err = run(capsys, "train", *TINY, "--out", str(out))
+    assert_one_line_error(status, err)
+    assert ".run.partial-abc123" in err and "--force" in err
+    status, _, _ = run(capsys, "train", *TINY, "--out", str(out), "--force")
+    assert status == 0 and not list(tmp_path.glob(".run.partial-*"))

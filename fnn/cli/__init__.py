@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import traceback
 
@@ -67,6 +68,27 @@ def _blas_threads(n: int | None):
     return threadpool_limits(limits=n, user_api="blas")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout`, `kill` and containers send), raised where the program is, so it
+    unwinds exactly as Ctrl-C does: no half-written output, one line, status 143."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM handled like Ctrl-C for the command's whole run (main thread only)."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _quiet_broken_pipe() -> int:
     """The reader of stdout went away: point stdout at /dev/null so the interpreter's final
     flush cannot fail again, and report the status a shell gives a writer killed by SIGPIPE."""
@@ -79,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run `fnn` with `argv` (default: sys.argv[1:]) and return the exit status.
 
     0 success, 1 a failed check (gradcheck FAIL), 2 a usage or input error, 130 Ctrl-C,
-    141 a closed output pipe (143 SIGTERM for `fnn serve`).
+    141 a closed output pipe, 143 SIGTERM.
     """
     parser = build_parser()
     try:
@@ -90,13 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help prints and exits 0
         return int(done.code or 0)
     try:
-        with _blas_threads(args.threads):
+        with _sigterm_as_interrupt(), _blas_threads(args.threads):
             status = args.run(args)
             sys.stdout.flush()  # a closed pipe shows here, inside the handler below
             return status
-    except KeyboardInterrupt:
-        print("fnn: interrupted; no output was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        message = getattr(stop, "message", "interrupted; no output was written")
+        print(f"fnn: {message}", file=sys.stderr)
+        return 128 + int(getattr(stop, "signum", signal.SIGINT))
     except BrokenPipeError:
         return _quiet_broken_pipe()
     except (UserError, OSError) as error:

@@ -3,6 +3,7 @@ score, and write a run folder (model, history, metrics, figures)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -16,6 +17,7 @@ from tqdm import tqdm
 
 from fnn import plots
 from fnn.cli.flags import FlagError
+from fnn.checkpoint import save_checkpoint
 from fnn.config import TrainConfig, train
 from fnn.data import Dataset, concat, load_dataset, load_test_set, split
 from fnn.errors import DataError, TrainingDiverged
@@ -23,6 +25,21 @@ from fnn.files import atomic_path
 from fnn.io import save_model
 from fnn.params import layer_sizes
 from fnn.train import evaluate
+
+
+CHECKPOINT = "checkpoint.npz"
+
+
+@contextlib.contextmanager
+def leave_resumable(out: Path):
+    """When the block is interrupted after a checkpoint was written, say where the run is and
+    how to resume it (the message `fnn`'s interrupt handler prints)."""
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        if (out / CHECKPOINT).is_file():
+            stop.message = f"interrupted; the run so far is in {out}/: continue it with `fnn train --resume {out}`"
+        raise
 
 
 def default_out(prefix: str = "") -> Path:
@@ -82,10 +99,13 @@ def blas() -> list[dict]:
     ]
 
 
-def fit_with_progress(args, config: TrainConfig, train_set: Dataset, dev_set: Dataset | None, desc: str = "train"):
-    """`train` under a progress bar (one tick per epoch); TrainingDiverged if the loss blew up."""
+def fit_with_progress(args, config: TrainConfig, train_set: Dataset, dev_set: Dataset | None, desc: str = "train",
+                      checkpoint=None, resume=None):
+    """`train` under a progress bar (one tick per epoch); TrainingDiverged if the loss blew up.
+    checkpoint, resume: as `fnn.fit.fit` takes them."""
     dev_set = dev_set if dev_set is not None and len(dev_set.X) else None
-    with tqdm(total=config.epochs, desc=desc, unit="epoch", disable=not show_progress(args), file=sys.stderr) as bar:
+    initial = resume.good.epoch if resume is not None else 0
+    with tqdm(total=config.epochs, initial=initial, desc=desc, unit="epoch", disable=not show_progress(args), file=sys.stderr) as bar:
 
         def tick(row: dict) -> None:
             bar.update(int(row["epoch"]) - bar.n)
@@ -94,7 +114,10 @@ def fit_with_progress(args, config: TrainConfig, train_set: Dataset, dev_set: Da
                 shown["dev_acc"] = f"{row['dev_acc']:.4f}"
             bar.set_postfix(shown, refresh=False)
 
-        result = train(np.random.default_rng(config.seed), config, train_set, dev_set, callback=tick)
+        result = train(
+            np.random.default_rng(config.seed), config, train_set, dev_set, callback=tick,
+            checkpoint=checkpoint, resume=resume,
+        )
     if result.stopped == "diverged":
         raise TrainingDiverged(f"training {result.message}")
     return result
@@ -120,40 +143,57 @@ def write_csv(path: Path, table: pd.DataFrame) -> None:
         table.to_csv(tmp, index=False)
 
 
-def train_and_save(args, config: TrainConfig, splits, folder: Path, on_dev: bool = False) -> dict:
+def data_record(args) -> dict:
+    """How the run's data was read and split: enough for `fnn evaluate --split` and `--resume`."""
+    return {"source": str(args.data), "layout": args.layout, "seed": args.seed, "dev": args.dev, "test": args.test}
+
+
+def _save_model(path: Path, params, config: TrainConfig, splits, data: dict, **extra) -> None:
+    meta = {"class_names": list(splits.train.class_names), "training_config": attrs.asdict(config), "data": data}
+    save_model(path, params, {**meta, **extra, "blas": blas()})
+
+
+def train_and_save(args, config: TrainConfig, splits, folder: Path, on_dev: bool = False,
+                   checkpoints: bool = False, resume=None) -> dict:
     """Train `config` on splits.train (and splits.dev with `on_dev`), score it on every split it
     did not train on, and write model.npz, history.csv, metrics.json and the run's figures.
+
+    checkpoints: write CHECKPOINT at every evaluation; when the run is interrupted, write the
+    best model and the history so far beside it and re-raise (the folder is then resumable).
+    resume: a Monitor loaded from such a checkpoint, to continue from. The checkpoint is
+    removed once the run completes.
 
     Returns metrics.json's dict: scores ({split: {accuracy, loss, rows}}), seconds (training
     wall-clock), epochs_run, stopped, message, layer_sizes, config, data, blas.
     """
     train_set = concat(splits.train, splits.dev, source=f"{splits.train.source} (train + dev)") if on_dev else splits.train
+    data = {
+        **data_record(args),
+        "trained_on": "train + dev" if on_dev else "train",
+        **{f"{part}_rows": len(getattr(splits, part).X) for part in ("train", "dev", "test")},
+    }
+    saved = []
+
+    def save(monitor) -> None:
+        saved[:] = [monitor]
+        save_checkpoint(folder / CHECKPOINT, monitor, {"config": attrs.asdict(config), "data": data_record(args)})
+
     start = time.perf_counter()
-    result = fit_with_progress(args, config, train_set, None if on_dev else splits.dev, desc="refit" if on_dev else "train")
+    try:
+        result = fit_with_progress(
+            args, config, train_set, None if on_dev else splits.dev, desc="refit" if on_dev else "train",
+            checkpoint=save if checkpoints else None, resume=resume,
+        )
+    except KeyboardInterrupt:
+        if saved:  # the best model and the history as of the last checkpoint
+            _save_model(folder / "model.npz", saved[0].best_params, config, splits, data, interrupted_at_step=saved[0].good.step)
+            write_csv(folder / "history.csv", pd.DataFrame(list(saved[0].rows)))
+        raise
     seconds = time.perf_counter() - start
     params = result.best_params
     parts = {"train": train_set} if on_dev else {"train": splits.train, "dev": splits.dev}
     table = scores(params, {**parts, "test": splits.test})
-    data = {
-        "source": str(args.data),
-        "layout": args.layout,
-        "seed": args.seed,
-        "dev": args.dev,
-        "test": args.test,
-        "trained_on": "train + dev" if on_dev else "train",
-        **{f"{part}_rows": len(getattr(splits, part).X) for part in ("train", "dev", "test")},
-    }
-    save_model(
-        folder / "model.npz",
-        params,
-        {
-            "class_names": list(splits.train.class_names),
-            "training_config": attrs.asdict(config),
-            "metrics": table,
-            "data": data,
-            "blas": blas(),
-        },
-    )
+    _save_model(folder / "model.npz", params, config, splits, data, metrics=table)
     write_csv(folder / "history.csv", result.history)
     summary = {
         "scores": table,
@@ -170,6 +210,7 @@ def train_and_save(args, config: TrainConfig, splits, folder: Path, on_dev: bool
     shown = next(part for part in (splits.test, splits.dev, train_set) if len(part.X))
     for stem, figure in plots.run_figures(params, result.history, shown.X, shown.y, shown.class_names).items():
         plots.save_figure(figure, folder / f"{stem}.png")
+    (folder / CHECKPOINT).unlink(missing_ok=True)  # complete: nothing left to resume
     return summary
 
 

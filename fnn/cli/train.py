@@ -1,11 +1,20 @@
-"""`fnn train`: split the data, train, score on every split, write the run folder."""
+"""`fnn train`: split the data, train, score on every split, write the run folder; or continue an
+interrupted run (`--resume RUN_DIR`)."""
 
 from __future__ import annotations
 
+import argparse
+import shutil
 from pathlib import Path
 
+import numpy as np
+
+from fnn.checkpoint import load_checkpoint, read_metadata
 from fnn.cli import flags, runs
+from fnn.config import TrainConfig, make_optimizer
 from fnn.files import staged_folder
+from fnn.params import init
+from fnn.train import steps_per_epoch
 
 
 def add_parser(commands, common) -> None:
@@ -20,17 +29,44 @@ def add_parser(commands, common) -> None:
             "history.csv, metrics.json (train/dev/test accuracy and loss, seconds, config, BLAS) "
             "and the figures training_metrics.png, training_health.png, confusion_matrix.png "
             "(test split), sample_predictions.png and first_layer_weights.png. The saved "
-            "parameters are those of the run's best dev accuracy."
+            "parameters are those of the run's best dev accuracy. While it trains, the folder "
+            "holds checkpoint.npz (updated at every evaluation); Ctrl-C or SIGTERM leaves the run "
+            "at --out with the best model and history so far, and --resume continues it."
         ),
     )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<timestamp>/)")
+    parser.add_argument(
+        "--resume", type=Path, default=None, metavar="RUN_DIR",
+        help="continue the interrupted run in RUN_DIR (its own flags are used) and complete its folder",
+    )
+    parser.add_argument(
+        "--force", action="store_true",
+        help="discard what a killed run with the same --out left behind (a hidden .OUT.partial-* folder)",
+    )
     parser.set_defaults(run=run)
 
 
+def _leftovers(out: Path) -> list[Path]:
+    """Hidden staging folders a killed run with this --out left behind."""
+    return sorted(out.parent.glob(f".{out.name}.partial-*")) if out.parent.is_dir() else []
+
+
 def run(args) -> int:
+    if args.resume is not None:
+        return _resume(args)
     config = flags.config(args)
     out = args.out or runs.default_out()
-    with staged_folder(out) as folder:
+    left = _leftovers(out)
+    if left and not args.force:
+        resumable = [p for p in left if (p / runs.CHECKPOINT).is_file()]
+        offer = f"resume it with `fnn train --resume {resumable[0]}`, or " if resumable else ""
+        raise flags.FlagError(
+            f"a run with --out {out} was killed before it finished and left {left[0]}; "
+            f"{offer}pass --force to discard it"
+        )
+    for folder in left:
+        shutil.rmtree(folder)
+    with runs.leave_resumable(out), staged_folder(out, keep_interrupted=True) as folder:
         splits = runs.load_splits(args)
         sizes = (splits.train.X.shape[1], *config.hidden, len(splits.train.class_names))
         dropout = f", dropout {config.dropout:g}" if config.dropout else ""
@@ -40,6 +76,24 @@ def run(args) -> int:
             f"{config.optimizer} lr {config.lr:g} ({config.schedule}), batch {config.batch_size}, "
             f"{config.epochs} epochs"
         )
-        summary = runs.train_and_save(args, config, splits, folder)
+        summary = runs.train_and_save(args, config, splits, folder, checkpoints=True)
     runs.print_summary(summary, out)
+    return 0
+
+
+def _resume(args) -> int:
+    """Continue the run in args.resume from its checkpoint, with the flags it was started with."""
+    folder = args.resume
+    saved = read_metadata(folder / runs.CHECKPOINT)
+    config = TrainConfig(**saved["config"])
+    run_args = argparse.Namespace(**{"data": saved["data"]["source"], **saved["data"], "progress": args.progress})
+    splits = runs.load_splits(run_args)
+    sizes = (splits.train.X.shape[1], *config.hidden, len(splits.train.class_names))
+    template = init(np.random.default_rng(0), sizes, config.activation, config.dropout)
+    optimizer = make_optimizer(config, steps_per_epoch(len(splits.train.X), config.batch_size))
+    monitor, _ = load_checkpoint(folder / runs.CHECKPOINT, template, optimizer)
+    print(f"resuming {folder} at step {monitor.good.step} (epoch {monitor.good.epoch} of {config.epochs})")
+    with runs.leave_resumable(folder):
+        summary = runs.train_and_save(run_args, config, splits, folder, checkpoints=True, resume=monitor)
+    runs.print_summary(summary, folder)
     return 0

@@ -155,7 +155,7 @@ def connect(address: str):
 
 @contextlib.contextmanager
 def _quiet(logger: str):
-    """Only errors from `logger` (and its children) while the block runs."""
+    """Only CRITICAL records from `logger` (and its children) while the block runs."""
     log = logging.getLogger(logger)
     level = log.level
     log.setLevel(logging.CRITICAL)
