@@ -35,6 +35,9 @@ if TYPE_CHECKING:  # pandas loads when fit builds its history, not with `import 
     import pandas as pd
 
 MONITORS = ("dev_acc", "dev_loss")
+# A training loss this many times its first evaluation (or 1, whichever is larger) is divergence
+# too: the weights are exploding even if every number is still finite.
+DIVERGENCE_FACTOR = 10.0
 
 
 @attrs.frozen(eq=False)
@@ -220,6 +223,9 @@ def _absorb(m: Monitor, obs: _Observation | None, *, optimizer, epochs, monitor,
         return _diverged(m, out.loss, out.previous, obs.step.certified, optimizer)
     if not math.isfinite(obs.row["train_loss"]):  # this update broke the params
         return _diverged(m, obs.row["train_loss"], out.state, obs.step.certified, optimizer)
+    if m.rows and obs.row["train_loss"] > DIVERGENCE_FACTOR * max(m.rows[0]["train_loss"], 1.0):
+        # finite but exploding (a huge lr in full-batch gd): as good as diverged; keep the best so far
+        return _diverged(m, obs.row["train_loss"], out.state, m.good, optimizer)
     row = {**obs.row, "seconds": obs.entered - m.start - m.eval_seconds}
     m = attrs.evolve(
         m, good=out.state, rows=m.rows + (row,), eval_seconds=m.eval_seconds + obs.left - obs.entered, fresh=True
@@ -299,7 +305,9 @@ def fit(
                                of its units that are 0 for every train-subset row
 
     A non-finite training loss stops the run at once: `stopped` is "diverged", the message names
-    the step and learning rate, and `state` holds the last parameters whose loss was finite.
+    the step and learning rate, and `state` holds the last parameters whose loss was finite. So
+    does a training loss above DIVERGENCE_FACTOR times the first evaluation's (at least 1);
+    then `state` is the last evaluated one.
     """
     X, y = _labelled(params, "train", train)
     dev = _labelled(params, "dev", dev) if dev is not None else None

@@ -514,3 +514,31 @@ def test_a_killed_runs_staging_folder_is_named_and_force_discards_it(tmp_path, c
     assert ".run.partial-abc123" in err and "--force" in err
     status, _, _ = run(capsys, "train", *TINY, "--out", str(out), "--force")
     assert status == 0 and not list(tmp_path.glob(".run.partial-*"))
+
+
+def test_predict_never_writes_over_its_inputs(run_dir, sample_digits, tmp_path, capsys):
+    X, _ = sample_digits
+    model = run_dir[0] / "model.npz"
+    csv = kaggle_csv(tmp_path / "test.csv", X[:5], None)
+    before = csv.read_bytes(), model.read_bytes()
+    for out in (csv, model):
+        status, _, err = run(capsys, "predict", "--model", str(model), "--data", str(csv), "--out", str(out))
+        assert_one_line_error(status, err)
+        assert "one of the inputs" in err
+    assert (csv.read_bytes(), model.read_bytes()) == before
+    image = digit_png(tmp_path / "other.png", X[0])
+    status, _, err = run(capsys, "predict", "--model", str(model), "--data", str(csv), "--out", str(image))
+    assert_one_line_error(status, err)
+    assert "--force" in err
+    status, _, _ = run(capsys, "predict", "--model", str(model), "--data", str(csv), "--out", str(image), "--force")
+    assert status == 0 and image.read_text().startswith("ImageId,Label")
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [(["train", "--hidden", "10000000"], "GiB"), (["gradcheck", "--threads", "1000"], "cores")],
+)
+def test_absurd_flags_are_refused_before_any_work(capsys, tmp_path, argv, needle):
+    status, _, err = run(capsys, *argv, "--out", str(tmp_path / "r")) if argv[0] == "train" else run(capsys, *argv)
+    assert_one_line_error(status, err)
+    assert needle in err and not (tmp_path / "r").exists()

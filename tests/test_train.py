@@ -348,3 +348,13 @@ def test_eval_every_is_honoured_in_full_batch_training(data):
     assert result.history.step.tolist() == [10, 20, 25]
     every = fit(np.random.default_rng(0), small_params(), gd(0.1), (X, y), dev, epochs=3, batch_size=None)
     assert every.history.step.tolist() == [1, 2, 3]  # without eval_every: each epoch (= update)
+
+
+def test_an_exploding_but_finite_loss_is_divergence_too(data):
+    """Full-batch gd at a huge lr: the loss stays finite for a while but explodes; fit must say
+    diverged, never completed, and keep the parameters of the last sane evaluation."""
+    (X, y), dev = data
+    result = fit(np.random.default_rng(0), small_params(), gd(50.0), (X, y), dev, epochs=20, batch_size=None)
+    assert result.stopped == "diverged", result.message
+    assert np.isfinite(loss(result.state.params, X, y))
+    assert result.history.train_loss.max() <= 10 * max(result.history.train_loss.iloc[0], 1.0)

@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as done:  # --help prints and exits 0
         return int(done.code or 0)
+    cores = os.cpu_count() or 1
+    if args.threads is not None and args.threads > cores:
+        print(f"fnn: error: --threads {args.threads} is more than this machine's {cores} cores; "
+              f"pass at most {cores}", file=sys.stderr)
+        return 2
     try:
         with _sigterm_as_interrupt(), _blas_threads(args.threads):
             status = args.run(args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 from fnn.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from fnn.data import LAYOUTS
@@ -238,6 +239,26 @@ def training_flags(search: bool) -> argparse.ArgumentParser:
     return flags
 
 
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_fits_in_memory(hidden, command: str, n_in: int = 784, n_out: int = 10) -> None:
+    """FlagError, before anything is allocated, when a network of these hidden widths could not
+    train in this machine's memory: its parameters, gradients, two optimizer moments and the
+    best copy are five float32 copies of (n_in, *hidden, n_out)'s weights."""
+    sizes = (n_in, *hidden, n_out)
+    weights = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    need = 5 * 4 * weights
+    if need > memory_bytes():
+        raise FlagError(
+            f"--hidden {format_sizes(hidden)} makes {weights:,} parameters, about {need / 2**30:,.0f} GiB "
+            f"to train, more than this machine's {memory_bytes() / 2**30:.0f} GiB; choose smaller widths "
+            f"(see 'fnn {command} --help')"
+        )
+
+
 def config(args, **searched) -> TrainConfig:
     """The TrainConfig of the command line; values that do not go together are a FlagError."""
     values = dict(
@@ -255,6 +276,7 @@ def config(args, **searched) -> TrainConfig:
     )
     if not searched:
         values.update(hidden=args.hidden, lr=args.lr, l2=args.l2)
+    check_fits_in_memory(searched.get("hidden", values.get("hidden")), args.command)
     try:
         return TrainConfig(**values, **searched)
     except (TypeError, ValueError) as error:

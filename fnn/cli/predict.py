@@ -33,8 +33,10 @@ def add_parser(commands, common) -> None:
     flags.add_layout_flag(parser)
     parser.add_argument(
         "--out", type=Path, default=None,
-        help="submission CSV to write (default: submission.csv; for images, print only)",
+        help="submission CSV to write (default: submission.csv; for images, print only); never one "
+        "of the inputs, and an existing file that is not a CSV only with --force",
     )
+    parser.add_argument("--force", action="store_true", help="replace an existing --out that is not a CSV")
     parser.set_defaults(run=run)
 
 
@@ -42,6 +44,17 @@ def _write_submission(path: Path, predicted: np.ndarray) -> None:
     """Kaggle's Digit Recognizer format: header ImageId,Label; ImageId counts from 1."""
     path.parent.mkdir(parents=True, exist_ok=True)
     runs.write_csv(path, pd.DataFrame({"ImageId": np.arange(1, len(predicted) + 1), "Label": predicted}))
+
+
+def _check_out(out: Path, inputs: list[Path], force: bool) -> None:
+    """FlagError when --out is one of the command's inputs, or an existing non-CSV file."""
+    for path in inputs:
+        if path.exists() and out.exists() and out.samefile(path) or out.resolve() == path.resolve():
+            raise flags.FlagError(f"--out {out} is one of the inputs ({path}); choose another file for the predictions")
+    if out.exists() and out.suffix.lower() != ".csv" and not force:
+        raise flags.FlagError(
+            f"--out {out} exists and is not a CSV file; choose another --out, or pass --force to replace it"
+        )
 
 
 def run(args) -> int:
@@ -52,6 +65,9 @@ def run(args) -> int:
         raise flags.FlagError(
             f"--data takes one data source (or several images), got {len(args.data)}: {' '.join(args.data)}"
         )
+    out = args.out if args.out is not None or images else Path("submission.csv")
+    if out is not None:
+        _check_out(out, [args.model, *map(Path, args.data)], args.force)
     params, meta = load_model(args.model)
     names = [str(name) for name in meta["class_names"]]
     if images:
@@ -65,7 +81,6 @@ def run(args) -> int:
     if images:
         for path, label, p in zip(images, predicted, proba[np.arange(len(X)), predicted]):
             print(f"{path}: {names[label]} (probability {p:.4f})")
-    out = args.out if args.out is not None or images else Path("submission.csv")
     if out is not None:
         _write_submission(out, predicted)
         counts = np.bincount(predicted, minlength=len(names))
