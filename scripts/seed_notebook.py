@@ -100,7 +100,7 @@ def main() -> None:
     results = tune.grid_search(args.seed, grid, splits, base=search_base)
     results = results.assign(hidden=[h[0] for h in results["hidden"]])  # one hidden layer: show 64, not (64,)
     print(f"5. tuned {len(results)} points ({search_base.epochs} epochs each) in {time.perf_counter() - start:.1f} s:")
-    print(results.drop(columns=["seed", "stopped"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(results.drop(columns=["seed", "seeds", "dev_acc_std", "stopped"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     tuned = tune.best_row(results)
     print(f"   best on dev: hidden {tuned['hidden']}, l2 {tuned['l2']:g}")
     plots.save_figure(plots.tuning_heatmap(results), args.out / "tune_heatmap.png")

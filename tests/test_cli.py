@@ -105,7 +105,7 @@ def digit_png(path: Path, x: np.ndarray, size: int = 90) -> Path:
     "command, flags",
     [
         ("train", ["--epochs", "--batch-size", "--lr", "--seed", "--hidden", "--l2", "--optimizer", "--data", "--out", "--dev", "--test", "--progress", "--debug", "--activation", "--dropout"]),
-        ("tune", ["--hiddens", "--l2s", "--lrs", "--workers", "--refit-on-dev", "--epochs", "--data", "--out", "--seed", "--activation", "--dropout"]),
+        ("tune", ["--hiddens", "--l2s", "--lrs", "--workers", "--refit-on-dev", "--epochs", "--data", "--out", "--seed", "--activation", "--dropout", "--scheduler", "--repeats", "--samples"]),
         ("evaluate", ["--model", "--data", "--split", "--out"]),
         ("predict", ["--model", "--data", "--out"]),
         ("gradcheck", ["--sizes", "--batch", "--l2", "--seed", "--activation", "--dropout"]),

@@ -28,7 +28,7 @@ def cluster():
     """A scheduler and 2 worker processes (spawned, one thread each) on this machine."""
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
     ) as local_cluster:
         yield local_cluster
 
@@ -41,7 +41,9 @@ def assert_one_line_error(status: int, err: str, *parts: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Large object:UserWarning", "ignore:Sending large graph:UserWarning")
 def test_tune_grid_search_on_a_cluster_executor_equals_the_serial_table(cluster):
+    """The plain executor, which sends the data with every task (`fnn tune` scatters it once)."""
     from distributed import Client
 
     sample = load_dataset("sample")
@@ -80,6 +82,15 @@ def test_tune_unreachable_scheduler_fails_fast_in_one_line(monkeypatch, capsys, 
     monkeypatch.setattr(tune_command, "CONNECT_TIMEOUT_S", 1)
     status = main([*TUNE, "--scheduler", f"tcp://127.0.0.1:{port}", "--out", str(tmp_path / "run")])
     assert_one_line_error(status, capsys.readouterr().err, "no Dask scheduler answered within 1 s", "dask scheduler")
+    assert not (tmp_path / "run").exists()
+
+
+def test_tune_scheduler_without_workers_says_to_start_some(monkeypatch, capsys, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(tune_command, "CONNECT_TIMEOUT_S", 1)
+    with distributed.LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=":0") as empty:
+        status = main([*TUNE, "--scheduler", empty.scheduler_address, "--out", str(tmp_path / "run")])
+    assert_one_line_error(status, capsys.readouterr().err, "no workers after 1 s", "dask worker")
     assert not (tmp_path / "run").exists()
 
 
