@@ -30,6 +30,7 @@ import hashlib
 import itertools
 import math
 import multiprocessing
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 
@@ -206,13 +207,14 @@ def train_point(config: TrainConfig, train_set: Dataset, dev_set: Dataset) -> di
 
 
 def limit_blas_threads(threads: int) -> None:
-    """Limit this process's BLAS to `threads` threads for the rest of its life (threadpoolctl).
-
-    A worker pool's initializer: the limit is set inside each worker, after its BLAS loaded,
-    so the parent process and its environment are left as they were.
-    """
+    """A worker's initializer: limit its BLAS to `threads` threads for the rest of its life
+    (threadpoolctl; set inside the worker, after its BLAS loaded, so the parent process and its
+    environment are left as they were), and leave Ctrl-C to the parent: a terminal sends SIGINT
+    to the whole process group, and the parent stops the pool itself, so workers that also took
+    it would only print tracebacks."""
     from threadpoolctl import threadpool_limits
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threadpool_limits(limits=threads, user_api="blas")
 
 

@@ -220,6 +220,8 @@ def run(args) -> int:
     points = _points(args)
     first = points[0]
     base = flags.config(args, hidden=first["hidden"], l2=first["l2"], lr=first["lr"])
+    for hidden in {tuple(point["hidden"]) for point in points}:
+        flags.check_fits_in_memory(hidden, "tune")
     out = args.out or runs.default_out("tune-")
     n_runs = len(points) * args.repeats
     with staged_folder(out) as folder:
