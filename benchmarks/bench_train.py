@@ -68,20 +68,20 @@ class TrainStep(common.FloorRated):
 
 
 class Epoch(common.FloorRated):
-    """One epoch of SGD with momentum: the fold of train_step over 60,000 rows in batches of 128,
-    batches gathered from one fresh permutation (as `fit` and `fnn train` run it)."""
+    """One epoch: the fold of train_step over 60,000 rows in batches of 128, batches gathered
+    from one fresh permutation (as `fit` and `fnn train` run it), with SGD (momentum 0.9) or Adam."""
 
-    params = ([128], [128, 512], ["float32"])
-    param_names = ["batch", "hidden", "dtype"]
+    params = ([128], [128, 512], ["float32"], ["sgd", "adam"])
+    param_names = ["batch", "hidden", "dtype", "optimizer"]
     number = 1
     repeat = (1, 5, 30.0)
     warmup_time = 0.0
     timeout = 300
 
-    def setup(self, batch, hidden, dtype):
+    def setup(self, batch, hidden, dtype, optimizer="sgd"):
         self.X, self.y = common.synthetic_data(common.N_TRAIN, dtype)
         net = common.network(sizes_for(hidden), dtype)
-        optimizer = sgd(0.05, momentum=0.9)
+        optimizer = OPTIMIZERS[optimizer]()
         self.step = partial(train_step, optimizer=optimizer, l2=0.0)
         self.state = init_state(net, optimizer)
         self.batch_size = batch

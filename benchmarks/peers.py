@@ -16,40 +16,55 @@ import fnn
 
 
 def torch_mlp(params: fnn.MLP):
-    """torch.nn.Sequential(Linear, ReLU, ..., Linear) computing exactly fnn.forward(params, ·),
-    in the params' dtype, holding copies of the weights (W_l transposed into weight)."""
+    """torch.nn.Sequential computing exactly fnn.forward(params, ·), in the params' dtype: each
+    Dense a Linear holding copies of the weights (W_l transposed into weight), each activation
+    its torch module (Dropout as torch's, which is the identity in eval mode, as fnn's without rng)."""
     import torch
 
-    layers = []
-    for l, layer in enumerate(params.layers):
-        n_in, n_out = layer.W.shape
-        linear = torch.nn.Linear(n_in, n_out, dtype=torch.from_numpy(layer.W).dtype)
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(layer.W.T)))
-            linear.bias.copy_(torch.from_numpy(layer.b))
-        layers.append(linear)
-        if l < len(params.layers) - 1:
-            layers.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*layers)
+    def module(layer):
+        if isinstance(layer, fnn.Dense):
+            n_in, n_out = layer.W.shape
+            linear = torch.nn.Linear(n_in, n_out, dtype=torch.from_numpy(layer.W).dtype)
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(layer.W.T)))
+                linear.bias.copy_(torch.from_numpy(layer.b))
+            return linear
+        activations = {
+            fnn.Relu: lambda: torch.nn.ReLU(),
+            fnn.LeakyRelu: lambda: torch.nn.LeakyReLU(layer.alpha),
+            fnn.Tanh: lambda: torch.nn.Tanh(),
+            fnn.Sigmoid: lambda: torch.nn.Sigmoid(),
+            fnn.Dropout: lambda: torch.nn.Dropout(layer.rate),
+        }
+        if type(layer) not in activations:
+            raise TypeError(f"no torch counterpart for layer {type(layer).__name__}")
+        return activations[type(layer)]()
+
+    return torch.nn.Sequential(*map(module, params.layers))
 
 
 def torch_loss(model, X, y, l2: float):
     """fnn's objective in torch: mean cross-entropy + (l2 / (2m)) Σ ||weight||², biases excluded.
-    X: (m, n_0) tensor, y: (m,) int64 tensor -> scalar tensor."""
+    X: (m, n_0) tensor, y: (m,) int64 tensor -> scalar tensor. At l2 = 0 no penalty term is built."""
     import torch
 
+    value = torch.nn.functional.cross_entropy(model(X), y)
+    if not l2:
+        return value
     penalty = sum(m.weight.square().sum() for m in model if isinstance(m, torch.nn.Linear))
-    return torch.nn.functional.cross_entropy(model(X), y) + l2 / (2 * X.shape[0]) * penalty
+    return value + l2 / (2 * X.shape[0]) * penalty
 
 
 def torch_value_and_grads(params: fnn.MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0) -> tuple[float, fnn.MLP]:
-    """(J, dJ/dparams) by torch autograd, returned in fnn's layout (dW: (n_in, n_out))."""
+    """(J, dJ/dparams) by torch autograd (eval mode), returned in fnn's layout: an MLP of the
+    params' layers, each Dense holding dW: (n_in, n_out) and db, the other layers themselves."""
     import torch
 
-    model = torch_mlp(params)
+    model = torch_mlp(params).eval()
     value = torch_loss(model, torch.from_numpy(X), torch.from_numpy(y), l2)
     value.backward()
-    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
-    return value.item(), fnn.MLP(
-        tuple(fnn.Dense(W=m.weight.grad.numpy().T.copy(), b=m.bias.grad.numpy().copy()) for m in linears)
-    )
+    grads = [
+        fnn.Dense(W=m.weight.grad.numpy().T.copy(), b=m.bias.grad.numpy().copy()) if isinstance(layer, fnn.Dense) else layer
+        for layer, m in zip(params.layers, model)
+    ]
+    return value.item(), fnn.MLP(tuple(grads))

@@ -21,12 +21,14 @@ data set once); every other public function validates its inputs.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from fnn import checks
 from fnn.layers import Dense
 from fnn.params import MLP, params_dtype
-from fnn.tree import _common_dtype, tree_leaves, tree_map, tree_unravel
+from fnn.tree import common_dtype, new_buffer, remember_raveled, tree_leaves, tree_map, tree_ravel, tree_unravel
 
 # ---------------------------------------------------------------- the head: softmax + cross-entropy
 
@@ -60,23 +62,26 @@ def cross_entropy_and_delta(logits: np.ndarray, y: np.ndarray) -> tuple[float, n
     """
     m = logits.shape[0]
     rows = np.arange(m)
-    logp = log_softmax(logits)
-    value = float(-logp[rows, y].mean())
-    delta = np.exp(logp, out=logp)
-    delta[rows, y] -= 1
-    delta /= m
+    # with S = Z - max (per row) and s = Σ_j exp(S_j): log P = S - log s, P = exp(S) / s
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    delta = np.exp(shifted)
+    s = delta.sum(axis=1, keepdims=True)
+    value = float(np.log(s).sum() - shifted[rows, y].sum()) / m  # -(1/m) Σ_i log P[i, y_i]
+    delta *= 1 / (m * s)  # P / m, one pass: the (m, 1) factor is computed first
+    delta[rows, y] -= logits.dtype.type(1 / m)  # (P - Y) / m
     return value, delta
 
 
 # ---------------------------------------------------------------- input checks
 
 
-def check_batch(params: MLP, X, y=None) -> tuple[np.ndarray, np.ndarray | None]:
+def check_batch(params: MLP, X, y=None, *, finite: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate a batch and return (X in the params' dtype, y as given).
 
     X must be a 2-D finite numeric array with at least one row (its width is checked by the
     first layer that has one); y, if given, a 1-D int array of the same length with labels >= 0
-    (the upper bound k is checked against the logits, `check_labels`).
+    (the upper bound k is checked against the logits, `check_labels`). finite=False leaves the
+    finiteness check to the caller (`check_finite`), who makes it more cheaply downstream.
     """
     first = params.layers[0] if params.layers else None
     width = first.W.shape[0] if isinstance(first, Dense) else "n_inputs"  # else the stack's first Dense says
@@ -89,11 +94,8 @@ def check_batch(params: MLP, X, y=None) -> tuple[np.ndarray, np.ndarray | None]:
     if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
         raise TypeError(f"X must hold numbers, got dtype {X.dtype}")
     X = X.astype(params_dtype(params), copy=False)
-    # min and max propagate NaN and reach ±inf, so two allocation-free reductions decide
-    # what np.isfinite(X).all() would, about 1.5x faster; the row is found only on failure.
-    if not (np.isfinite(X.min()) and np.isfinite(X.max())):
-        row = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
-        raise ValueError(f"X holds a non-finite value (NaN or inf) in row {row}")
+    if finite:
+        check_finite(X)
     if y is None:
         return X, None
     if not isinstance(y, np.ndarray) or not np.issubdtype(y.dtype, np.integer):
@@ -101,6 +103,24 @@ def check_batch(params: MLP, X, y=None) -> tuple[np.ndarray, np.ndarray | None]:
     if y.shape != (X.shape[0],):
         raise ValueError(f"y must have shape ({X.shape[0]},) to match X's rows, got {y.shape}")
     return X, y
+
+
+def check_finite(X: np.ndarray, first_row: int = 0) -> None:
+    """Raise ValueError naming the first row of X (counted from `first_row`) holding NaN or inf."""
+    # min and max propagate NaN and reach ±inf, so two allocation-free reductions decide
+    # what np.isfinite(X).all() would, about 1.5x faster; the row is found only on failure.
+    if not (np.isfinite(X.min()) and np.isfinite(X.max())):
+        row = first_row + int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
+        raise ValueError(f"X holds a non-finite value (NaN or inf) in row {row}")
+
+
+def first_dense_screens_inputs(params: MLP) -> bool:
+    """Whether the first layer's output reveals every non-finite input: true for a built-in
+    Dense with finite W and b, since Z = X W + b puts NaN or ±inf in *every* unit of a row whose
+    X holds one (±inf · w is ±inf for w ≠ 0 and NaN for w = 0; ±inf plus anything finite stays
+    non-finite, and +inf - inf is NaN). Not true of the logits in general: ReLU maps -inf to 0
+    and tanh, sigmoid map ±inf to finite values."""
+    return bool(params.layers) and type(params.layers[0]) is Dense
 
 
 def check_labels(y: np.ndarray, k: int) -> None:
@@ -188,13 +208,14 @@ def backward(params: MLP, caches: list, dA: np.ndarray, l2: float = 0.0) -> MLP:
     first = owners[0] if owners else len(layers)
     coef = dA.dtype.type(l2 / dA.shape[0])
     every = [leaf for own in leaves for leaf in own]
-    dtype = _common_dtype(every)
-    flat = np.empty(sum(leaf.size for leaf in every), dtype) if dtype is not None else None
-    ends = np.cumsum([sum(leaf.size for leaf in own) for own in leaves]).tolist()
+    dtype = common_dtype(every)
+    flat = new_buffer(sum(leaf.size for leaf in every), dtype) if dtype is not None else None
+    sizes = [sum(leaf.size for leaf in own) for own in leaves]
+    ends = list(itertools.accumulate(sizes))
     grads = list(layers)  # layers before `first` keep themselves
     for i in range(len(layers) - 1, first - 1, -1):
         layer = layers[i]
-        region = None if flat is None else flat[ends[i] - sum(leaf.size for leaf in leaves[i]) : ends[i]]
+        region = None if flat is None else flat[ends[i] - sizes[i] : ends[i]]
         if region is not None and type(layer) is Dense:
             W = layer.W
             g = Dense(W=region[: W.size].reshape(W.shape), b=region[W.size :])
@@ -212,7 +233,10 @@ def backward(params: MLP, caches: list, dA: np.ndarray, l2: float = 0.0) -> MLP:
         if l2 and isinstance(layer, Dense):
             g.W[...] += coef * layer.W  # a buffer allocated here, or by Dense's backward: ours to update
         grads[i] = g
-    return MLP(layers=tuple(grads))
+    grads = MLP(layers=tuple(grads))
+    if flat is not None and all(tree_ravel(grads.layers[i]) is not None for i in owners if type(layers[i]) is not Dense):
+        remember_raveled(grads, flat, tuple(leaf.shape for leaf in every))
+    return grads
 
 
 def _into(g, region: np.ndarray):

@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from fnn.tree import ravel_leaves, tree_leaves, tree_map, tree_map_raveled, tree_unravel, tree_zeros_like
+from fnn.tree import raveled_layout, new_buffer, tree_leaves, tree_map, tree_map_raveled, tree_unravel, tree_zeros_like
 
 Schedule = Callable[[int], float]
 """A learning-rate schedule: t (updates already applied, from 0) -> lr_t, a Python float."""
@@ -187,7 +187,8 @@ def scale_by_lr(lr: float | Schedule) -> Optimizer:
 
     def update(grads, state, params=None):
         step_size = -schedule(state.count)
-        return tree_map_raveled(lambda g: np.multiply(g, step_size), grads), CountState(count=state.count + 1)
+        scaled = tree_map_raveled(lambda g, out: np.multiply(g, step_size, out=out), grads)
+        return scaled, CountState(count=state.count + 1)
 
     return Optimizer(init, update, schedule)
 
@@ -204,10 +205,10 @@ def trace(momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
     def init(params):
         return TraceState(velocity=tree_zeros_like(params))
 
-    def momentum_plus(g, v, flush=False):
-        """μ v + g in one new array (adding in place touches only memory allocated here); with
-        `flush`, the decayed μ v has its subnormals flushed to 0 first (see `_flush_subnormals`)."""
-        out = np.multiply(v, momentum)
+    def momentum_plus(g, v, out, flush=False):
+        """out = μ v + g (`out` a new array of tree_map_raveled's); with `flush`, the decayed
+        μ v has its subnormals flushed to 0 first (see `_flush_subnormals`)."""
+        np.multiply(v, momentum, out=out)
         if flush:
             _flush_subnormals(out)
         out += g
@@ -216,7 +217,7 @@ def trace(momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
     def update(grads, state, params=None):
         count = state.count + 1
         flush = count % period == 0  # see `_flush_period`
-        v = tree_map_raveled(lambda g, v: momentum_plus(g, v, flush), grads, state.velocity)
+        v = tree_map_raveled(lambda g, v, out: momentum_plus(g, v, out, flush), grads, state.velocity)
         updates = tree_map_raveled(momentum_plus, grads, v) if nesterov else v  # g + μ v_t
         return updates, TraceState(velocity=v, count=count)
 
@@ -239,26 +240,33 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Opti
         return AdamState(count=0, mu=tree_zeros_like(params), nu=tree_zeros_like(params))
 
     def moment(new, m, decay, flush):
-        """decay·m + (1 - decay)·g from new = g - m (or g² - m), in place in `new`, an array
-        allocated by the caller's expression: m + (1 - decay)(g - m). Subnormals flushed to 0
-        when `flush` (see `_flush_subnormals`)."""
+        """decay·m + (1 - decay)·g as m + (1 - decay)(g - m), given new = g - m (or g² - m) in
+        an array of tree_map_raveled's, updated in place. Subnormals flushed to 0 when `flush`
+        (see `_flush_subnormals`)."""
         new *= 1 - decay
         new += m
         return _flush_subnormals(new) if flush else new
 
+    def first(g, m, out, flush):
+        return moment(np.subtract(g, m, out=out), m, b1, flush)
+
+    def second(g, v, out, flush):
+        np.square(g, out=out)
+        return moment(np.subtract(out, v, out=out), v, b2, flush)
+
     def update(grads, state, params=None):
         t = state.count + 1
-        flush1, flush2 = t % period1 == 0, t % period2 == 0
-        mu = tree_map_raveled(lambda g, m: moment(g - m, m, b1, flush1), grads, state.mu)
-        nu = tree_map_raveled(lambda g, v: moment(np.subtract(np.square(g), v), v, b2, flush2), grads, state.nu)
+        flush1, flush2 = t % period1 == 0, t % period2 == 0  # see `_flush_period`
+        mu = tree_map_raveled(lambda g, m, out: first(g, m, out, flush1), grads, state.mu)
+        nu = tree_map_raveled(lambda g, v, out: second(g, v, out, flush2), grads, state.nu)
         # m̂ / (sqrt(v̂) + eps) with m̂ = c1·m, v̂ = c2·v is k·m / (sqrt(v) + eps / sqrt(c2)), k = c1 / sqrt(c2):
         # the bias corrections fold into two scalars (Python floats: no float64 upcast)
         root_c2 = math.sqrt(1 / (1 - b2**t))
         k, shift = 1 / ((1 - b1**t) * root_c2), eps / root_c2
 
-        def direction(m, v):
-            """k·m / (sqrt(v) + shift) in one new array."""
-            u = np.sqrt(v)
+        def direction(m, v, u):
+            """u = k·m / (sqrt(v) + shift), u a new array of tree_map_raveled's."""
+            np.sqrt(v, out=u)
             u += shift
             np.divide(m, u, out=u)
             u *= k
@@ -321,15 +329,16 @@ def apply_updates(params, updates):
     raveled buffer too (one addition when the params already are), so the next update's
     arithmetic runs on whole buffers.
     """
+    u_layout, p_layout = raveled_layout(updates), raveled_layout(params)
+    if u_layout is not None and p_layout is not None and u_layout[1] == p_layout[1] and u_layout[0].dtype == p_layout[0].dtype:
+        flat_u = u_layout[0]
+        return tree_unravel(params, np.add(p_layout[0], flat_u, out=new_buffer(flat_u.size, flat_u.dtype)))
     p_leaves, u_leaves = tree_leaves(params), tree_leaves(updates)
-    flat_u = ravel_leaves(u_leaves)
-    if flat_u is not None and len(p_leaves) == len(u_leaves) and all(
+    if u_layout is not None and len(p_leaves) == len(u_leaves) and all(
         isinstance(p, np.ndarray) and p.shape == u.shape and p.dtype == u.dtype for p, u in zip(p_leaves, u_leaves)
     ):
-        flat_p = ravel_leaves(p_leaves)
-        if flat_p is not None:
-            return tree_unravel(params, flat_p + flat_u)
-        out = np.empty_like(flat_u)
+        flat_u = u_layout[0]
+        out = new_buffer(flat_u.size, flat_u.dtype)
         new = tree_unravel(params, out)
         for p, u, o in zip(p_leaves, u_leaves, tree_leaves(new)):
             np.add(p, u, out=o)

@@ -9,6 +9,9 @@ hyper-parameters: they are copied into every rebuilt node and are never leaves.
 from __future__ import annotations
 
 import functools
+import sys
+import threading
+import weakref
 
 import attrs
 import numpy as np
@@ -116,7 +119,7 @@ def tree_zeros_like(tree):
     """A tree of zero arrays with the shapes and dtypes of `tree`'s leaves: views into one zeroed
     buffer (see `tree_ravel`) when the leaves are arrays of one dtype."""
     leaves = tree_leaves(tree)
-    dtype = _common_dtype(leaves)
+    dtype = common_dtype(leaves)
     if dtype is None:
         return tree_map(np.zeros_like, tree)
     return tree_unravel(tree, np.zeros(sum(leaf.size for leaf in leaves), dtype))
@@ -130,7 +133,7 @@ def tree_zeros_like(tree):
 # then a single NumPy call on their buffers instead of a Python walk and a call per leaf.
 
 
-def _common_dtype(leaves) -> np.dtype | None:
+def common_dtype(leaves) -> np.dtype | None:
     """The one dtype of `leaves` when all are NumPy arrays of it (and there is one), else None."""
     if not leaves or not all(isinstance(leaf, np.ndarray) for leaf in leaves):
         return None
@@ -157,26 +160,58 @@ def ravel_leaves(leaves: list) -> np.ndarray | None:
     return base if at == base.__array_interface__["data"][0] + base.size * step else None
 
 
+# The records `tree_unravel` (and `fnn.nn.backward`) build, each with its buffer and leaf
+# shapes, so that finding them raveled again is a dictionary look-up, not a walk over the tree
+# (records are frozen: what they hold cannot change). Weak keys: an entry goes with its record.
+_layouts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def remember_raveled(tree, flat: np.ndarray, shapes: tuple) -> None:
+    """Note that `tree`'s leaves, of `shapes`, tile `flat` in order (a fact its builder knows)."""
+    # only records hashed by identity (attrs eq=False, as every record holding arrays is): a
+    # value-hashed key would answer for an equal but different tree. Tuples, lists and dicts take
+    # no weak references: they are found raveled by a walk instead.
+    if type(tree).__hash__ is object.__hash__:
+        try:
+            _layouts[tree] = (flat, shapes)
+        except TypeError:
+            pass
+
+
+def raveled_layout(tree) -> tuple[np.ndarray, tuple] | None:
+    """(buffer, leaf shapes) of a raveled tree, else None."""
+    known = _layouts.get(tree) if type(tree).__hash__ is object.__hash__ else None
+    if known is not None:
+        return known
+    leaves = tree_leaves(tree)
+    flat = ravel_leaves(leaves)
+    return None if flat is None else (flat, tuple(np.shape(leaf) for leaf in leaves))
+
+
 def tree_ravel(tree) -> np.ndarray | None:
     """The buffer whose consecutive slices are `tree`'s leaves (the tree is raveled), or None."""
-    return ravel_leaves(tree_leaves(tree))
+    layout = raveled_layout(tree)
+    return None if layout is None else layout[0]
 
 
 def tree_unravel(like, flat: np.ndarray):
     """A tree of `like`'s structure whose leaves are views of consecutive slices of the 1-D
     array `flat`, shaped like `like`'s leaves: the inverse of `tree_ravel`. flat: (Σ sizes,)."""
     offset = 0
+    shapes = []
 
     def view(leaf):
         nonlocal offset
         n = leaf.size
         out = flat[offset : offset + n].reshape(leaf.shape)
         offset += n
+        shapes.append(out.shape)
         return out
 
     tree = _map_one(view, like)
     if offset != flat.size:
         raise ValueError(f"tree_unravel: the tree's leaves hold {offset} numbers, the buffer {flat.size}")
+    remember_raveled(tree, flat, tuple(shapes))
     return tree
 
 
@@ -186,23 +221,75 @@ def _map_one(f, tree):
     if names is not None:
         if not names:
             return tree
-        return type(tree)(**{name: _map_one(f, getattr(tree, name)) for name in names}, **static_fields(tree))
+        children = {name: _map_one(f, getattr(tree, name)) for name in names}
+        return type(tree)(**children, **static_fields(tree)) if _static_names(type(tree)) else type(tree)(**children)
+    if type(tree) is tuple:
+        return tuple([_map_one(f, child) for child in tree])
     if isinstance(tree, (tuple, list, dict)):
         return _rebuild(tree, [_map_one(f, child) for child in _children(tree)])
     return f(tree)
 
 
 def tree_map_raveled(f, tree, *rest):
-    """`tree_map(f, tree, *rest)` for an elementwise `f`: when every tree is raveled with one
-    layout, f runs once on the buffers and the result is a raveled tree of `tree`'s structure;
-    otherwise leaf by leaf."""
-    leaves = [tree_leaves(t) for t in (tree, *rest)]
-    flats = [ravel_leaves(ls) for ls in leaves]
-    if all(flat is not None for flat in flats) and all(
-        [a.shape for a in ls] == [a.shape for a in leaves[0]] for ls in leaves[1:]
-    ):
-        return tree_unravel(tree, f(*flats))
-    return tree_map(f, tree, *rest)  # also the place a structure mismatch is reported
+    """A tree of `tree`'s structure holding `f(leaf, *matching_leaves_of_rest, out)` for an
+    elementwise `f` that writes its result into `out` (a new uninitialised array shaped and typed
+    like its first argument, which f may also use as scratch) and returns it.
+
+    When every tree is raveled with one layout, f runs once on their buffers with `out` a
+    buffer from `new_buffer`, and the result is raveled too; otherwise f runs leaf by leaf.
+    """
+    layouts = [raveled_layout(t) for t in (tree, *rest)]
+    if all(layout is not None and layout[1] == layouts[0][1] for layout in layouts):
+        flats = [flat for flat, _ in layouts]
+        return tree_unravel(tree, f(*flats, new_buffer(flats[0].size, flats[0].dtype)))
+    # leaf by leaf; tree_map also reports a structure mismatch
+    return tree_map(lambda *arrays: f(*arrays, np.empty_like(arrays[0])), tree, *rest)
+
+
+# ---------------------------------------------------------------- buffers for new results
+#
+# Why: a training step returns new params, grads and optimizer state, each as large as the
+# model (400 KB for 784-128-10). glibc serves such blocks from fresh pages (mmap, or heap it
+# trimmed back to the kernel after the previous step), and first touching each 4 KB page is a
+# page fault: on a loaded machine ~130 faults a step, a fifth of an epoch in kernel time, and a
+# varying one. How: the buffers handed out recently are kept, and one that nothing references
+# any more (no array, view or record anywhere in the process: its reference count says so) is
+# handed out again instead of new memory. No live array ever shares memory with a reused
+# buffer, so no caller can tell the difference; results stay new arrays in every sense a caller
+# can observe, and the same inputs give the same bits.
+
+_KEEP_PER_SIZE = 8  # params, grads, updates, state of two steps in flight, with room to spare
+_MIN_BYTES = 1 << 16  # smaller blocks come from malloc's free lists anyway
+_MAX_KEPT_BYTES = 1 << 27  # never hold more than 128 MiB between steps
+_kept = threading.local()  # per thread: a buffer one thread holds is invisible to another
+
+
+def _refcounts(buffers: list) -> list[int]:
+    return [sys.getrefcount(buffer) for buffer in buffers]
+
+
+_UNREFERENCED = _refcounts([np.empty(0)])[0]  # the count of a buffer only the list holds
+
+
+def new_buffer(size: int, dtype) -> np.ndarray:
+    """An uninitialised 1-D array of `size` entries of `dtype`, for a result about to be
+    written whole: a kept buffer nothing references any more, else a new one (see above)."""
+    dtype = np.dtype(dtype)
+    nbytes = size * dtype.itemsize
+    if nbytes < _MIN_BYTES:
+        return np.empty(size, dtype)
+    pools = getattr(_kept, "pools", None)
+    if pools is None:
+        pools = _kept.pools = {}
+    buffers = pools.setdefault((size, dtype), [])
+    for buffer, count in zip(buffers, _refcounts(buffers)):
+        if count == _UNREFERENCED:
+            return buffer
+    buffer = np.empty(size, dtype)
+    held = sum(b.nbytes for bs in pools.values() for b in bs)
+    if len(buffers) < _KEEP_PER_SIZE and held + nbytes <= _MAX_KEPT_BYTES:
+        buffers.append(buffer)
+    return buffer
 
 
 def tree_vdot(a, b) -> float:

@@ -296,7 +296,7 @@ def test_a_bug_is_a_500_without_its_details_and_is_logged(server, monkeypatch, c
     def broken(app, x):
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(serve, "answer", broken)
+    monkeypatch.setattr("fnn.serve.http.answer", broken)
     with caplog.at_level("ERROR", logger="fnn.serve"):
         status, _, answer = post_json(server, {"pixels": _GOOD})
     assert status == 500 and answer == {"error": "internal error"}
