@@ -542,3 +542,13 @@ def test_absurd_flags_are_refused_before_any_work(capsys, tmp_path, argv, needle
     status, _, err = run(capsys, *argv, "--out", str(tmp_path / "r")) if argv[0] == "train" else run(capsys, *argv)
     assert_one_line_error(status, err)
     assert needle in err and not (tmp_path / "r").exists()
+
+
+def test_a_closed_output_pipe_ends_quietly():
+    """`fnn gradcheck | head -0`: the reader is gone before fnn writes; no message, status 141."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fnn", "gradcheck"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
+    )
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 141 and err == b""
