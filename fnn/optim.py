@@ -31,6 +31,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from fnn import checks
 from fnn.tree import raveled_layout, new_buffer, tree_leaves, tree_map, tree_map_raveled, tree_unravel, tree_zeros_like
 
 Schedule = Callable[[int], float]
@@ -80,37 +81,17 @@ class AdamState:
 # ---------------------------------------------------------------- schedules
 
 
-def _check_positive(name: str, value) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return value
-
-
-def _check_fraction(name: str, value) -> float:
-    value = float(value)
-    if not 0 <= value < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return value
-
-
-def _check_steps(name: str, value) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int (a number of updates), got {value!r}")
-    return int(value)
-
-
 def constant(lr: float) -> Schedule:
     """lr_t = lr for every t."""
-    lr = _check_positive("lr", lr)
+    lr = checks.positive_float("lr", lr)
     return lambda t: lr
 
 
 def step_decay(lr: float, every: int, factor: float = 0.1) -> Schedule:
     """lr_t = lr · factor^⌊t / every⌋: the rate drops by `factor` after each `every` updates."""
-    lr = _check_positive("lr", lr)
-    every = _check_steps("every", every)
-    factor = _check_positive("factor", factor)
+    lr = checks.positive_float("lr", lr)
+    every = checks.positive_int("every", every)
+    factor = checks.positive_float("factor", factor)
     return lambda t: lr * factor ** (t // every)
 
 
@@ -119,8 +100,8 @@ def cosine(lr: float, total: int, final: float = 0.0) -> Schedule:
 
     Starts at lr, follows half a cosine down to `final` at t = total, and stays there.
     """
-    lr = _check_positive("lr", lr)
-    total = _check_steps("total", total)
+    lr = checks.positive_float("lr", lr)
+    total = checks.positive_int("total", total)
     final = float(final)
     if not 0 <= final <= lr:
         raise ValueError(f"final must be in [0, lr={lr}], got {final}")
@@ -199,7 +180,7 @@ def trace(momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
     With nesterov=True, u = g_t + μ v_t: the gradient plus the velocity's next step, the usual
     way of writing Nesterov's look-ahead without evaluating the gradient twice.
     """
-    momentum = _check_fraction("momentum", momentum)
+    momentum = checks.fraction("momentum", momentum)
     period = _flush_period(momentum)
 
     def init(params):
@@ -232,8 +213,8 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Opti
 
     t counts from 1 at the first update; the bias corrections undo the zero start of m and v.
     """
-    b1, b2 = _check_fraction("b1", b1), _check_fraction("b2", b2)
-    eps = _check_positive("eps", eps)
+    b1, b2 = checks.fraction("b1", b1), checks.fraction("b2", b2)
+    eps = checks.positive_float("eps", eps)
     period1, period2 = _flush_period(b1), _flush_period(b2)
 
     def init(params):
