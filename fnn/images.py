@@ -4,10 +4,11 @@ MNIST digits were size-normalised to fit a 20x20 box (aspect ratio kept, anti-al
 placed in a 28x28 field so that their centre of mass sits at the centre. `load_digit_image`
 repeats those steps for any PNG/JPEG (`digit_from_bytes` for one in memory):
 
-1. read it with Pillow (refusing more than `MAX_PIXELS` declared pixels before decoding),
-   apply its EXIF rotation, shrink a photo whose longer side exceeds `MAX_SIDE` by block means,
-   scale 16-bit and float samples by their range (never clipping them to 8 bits), flatten
-   transparency onto a contrasting background, convert to grayscale in [0, 1];
+1. read it with Pillow (refusing more than `MAX_PIXELS` declared pixels before decoding,
+   which is an error, not a warning), shrink a photo whose longer side exceeds `MAX_SIDE` by
+   block means (a JPEG already while decoding), apply its EXIF rotation, scale 16-bit and
+   float samples by their range (never clipping them to 8 bits), flatten transparency onto a
+   contrasting background, convert to grayscale in [0, 1];
 2. polarity: MNIST is white ink on black. The background is taken to be the median of the
    image's outer border (1/20 of the shorter side, at least one pixel); when it is light
    (> 0.5) the image is inverted;
@@ -22,11 +23,13 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import stat
 import threading
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from fnn.errors import DataError
 
@@ -41,8 +44,11 @@ _OPEN_LOCK = threading.Lock()
 
 
 def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
-    """Open `source` (a path or the file's bytes) lazily, refuse more than `MAX_PIXELS` pixels
-    from the declared size, then decode it and apply its EXIF rotation."""
+    """Open `source` (a path or the file's bytes), refuse more than `MAX_PIXELS` pixels from
+    the declared size, then decode it (a JPEG at the smallest of 1/1..1/8 scale that keeps its
+    longer side at least `MAX_SIDE`). The caller closes the image (`with _open(...) as image`)."""
+    if not isinstance(source, bytes):
+        _check_regular_file(source, name)
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         # Pillow warns about (and above twice its limit refuses) huge images when it reads the
@@ -51,23 +57,41 @@ def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
         with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(fp)
-    except Image.DecompressionBombError:
-        raise _too_large(name, "more than twice that many") from None
+    except Image.DecompressionBombError as err:  # above twice Pillow's own limit; its message has the size
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        raise _too_large(name, f"{int(found[1]):,}" if found else f"over {2 * (Image.MAX_IMAGE_PIXELS or 0):,}") from None
     except FileNotFoundError:
         raise DataError(f"{name}: image file does not exist") from None
     except (PermissionError, IsADirectoryError) as err:
         raise DataError(f"{name}: cannot read the file ({err.strerror})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise _unreadable(name, err) from None
-    with image:
+    try:
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise _too_large(name, f"{width}x{height} = {width * height:,}")
-        try:
-            image.load()
-            return ImageOps.exif_transpose(image)
-        except (OSError, SyntaxError, ValueError) as err:  # a truncated or corrupt image
-            raise _unreadable(name, err) from None
+        k = _shrink_factor(image.size)
+        if image.format == "JPEG" and k > 1:  # libjpeg decodes at 1/2, 1/4 or 1/8 scale for free
+            image.draft(image.mode, (-(-width // k), -(-height // k)))
+        image.load()
+    except DataError:
+        image.close()
+        raise
+    except (OSError, SyntaxError, ValueError) as err:  # a truncated or corrupt image
+        image.close()
+        raise _unreadable(name, err) from None
+    return image
+
+
+def _check_regular_file(path: str | os.PathLike, name: str) -> None:
+    """DataError unless `path` is missing (Pillow says so) or a regular file: Pillow would wait
+    forever on a FIFO."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise DataError(f"{name}: not a regular file (a FIFO, device or socket); expected a PNG or JPEG file")
 
 
 def _unreadable(name: str, err: Exception) -> DataError:
@@ -81,10 +105,44 @@ def _too_large(name: str, pixels: str) -> DataError:
     )
 
 
+def _shrink_factor(size: tuple[int, int]) -> int:
+    """The k for which k x k blocks bring the longer side to at most `MAX_SIDE`."""
+    return -(-max(size) // MAX_SIDE)  # ceil
+
+
+# modes whose channels Image.reduce averages as intensities (not palette indices, not 16-bit)
+_REDUCIBLE = ("L", "LA", "RGB", "RGBA", "I", "F", "CMYK", "YCbCr")
+_ORIENTATION = 0x0112  # the EXIF tag, and numpy's form of each Pillow transpose it asks for
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def _shrunk(image: Image.Image) -> tuple[Image.Image, int]:
+    """(image, k): the image with each k x k block averaged by Pillow (in C, no full-size
+    copies) and k = 1 left to do; a 16-bit image is returned as it is with its k, for numpy."""
+    k = _shrink_factor(image.size)
+    if k == 1 or image.mode.startswith("I;16"):
+        return image, k
+    if image.mode not in _REDUCIBLE:  # palette or 1-bit: to intensities first
+        image = image.convert("RGBA" if _has_alpha(image) else "L")
+    return image.reduce(k), 1
+
+
 def _pixels(image: Image.Image) -> np.ndarray:
     """The image's samples as an array in its own type: (h, w, 4) uint8 when it has transparency,
     (h, w) uint16/int32/float32 for 16-bit, 32-bit and float images, (h, w) uint8 otherwise."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if _has_alpha(image):
         return np.asarray(image.convert("RGBA"))
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         return np.asarray(image)
@@ -93,7 +151,7 @@ def _pixels(image: Image.Image) -> np.ndarray:
 
 def _block_mean(a: np.ndarray, k: int) -> np.ndarray:
     """(h, w, ...) -> (h // k, w // k, ...) float32: the mean of each k x k block (the last
-    h % k rows and w % k columns dropped). Shrinks a photo cheaply before the float math."""
+    h % k rows and w % k columns dropped). Shrinks a 16-bit photo before the float math."""
     h, w = a.shape[0] // k * k, a.shape[1] // k * k
     blocks = a[:h, :w].reshape(h // k, k, w // k, k, *a.shape[2:])
     return blocks.mean(axis=(1, 3), dtype=np.float32)
@@ -120,11 +178,13 @@ def _unit_range(a: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
 
 def _read_gray(source: str | os.PathLike | bytes, name: str) -> np.ndarray:
     """(h, w) float32 in [0, 1]: the image's luminance, transparency flattened, photos larger
-    than `MAX_SIDE` shrunk by whole-pixel block means."""
+    than `MAX_SIDE` shrunk by block means, EXIF rotation applied."""
     with _open(source, name) as image:
-        pixels = _pixels(image)
-    k = -(-max(pixels.shape[:2]) // MAX_SIDE)  # ceil
+        orientation = image.getexif().get(_ORIENTATION, 1)
+        small, k = _shrunk(image)
+        pixels = _pixels(small)
     samples = _unit_range(_block_mean(pixels, k), pixels.dtype, name)
+    samples = _ORIENT.get(orientation, lambda a: a)(samples)
     if samples.ndim == 2:
         return samples
     alpha = samples[..., 3]

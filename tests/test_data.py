@@ -1,6 +1,8 @@
 """Tests for fnn.data: CSV and IDX readers, the bundled sample, Fashion-MNIST, split and concat."""
 
 import gzip
+import os
+import re
 import string
 import subprocess
 import sys
@@ -27,6 +29,7 @@ from fnn.data import (
 )
 
 PIXELS = [f"pixel{j}" for j in range(784)]
+HEADER = ",".join(["label", *PIXELS]) + "\n"
 
 
 # ---------------------------------------------------------------- file builders
@@ -190,17 +193,26 @@ def test_corrupt_cell_is_reported_at_its_line_and_column(data, rows, layout, gz)
     "mutate, expected",
     [
         (lambda ls: ls[:2] + [ls[2] + ",7"] + ls[3:], "line 3 has 786 fields; expected 785"),
-        (lambda ls: ls[:2] + [ls[2].rsplit(",", 1)[0]] + ls[3:], "line 3, column 785 ('pixel783'): "
-                                                                   "expected an integer pixel value 0..255, got an empty cell"),
-        (lambda ls: ls[:2] + [""] + ls[2:], "line 3, column 1 ('label')"),
+        (lambda ls: ls[:2] + [ls[2].rsplit(",", 1)[0]] + ls[3:], "line 3 has 784 fields; expected 785 "
+                                                                   "(label, then pixel0..pixel783)"),
+        (lambda ls: ls[:2] + [ls[2].rsplit(",", 1)[0] + ","] + ls[3:], "line 3, column 785 ('pixel783'): "
+                                                                         "expected an integer pixel value 0..255, got an empty cell"),
+        (lambda ls: ls[:2] + [""] + ls[2:], "line 3 is blank; expected 785 fields (blank lines may only end the file)"),
+        (lambda ls: ls[:2] + [" \r"] + ls[2:], "line 3 is blank"),
+        (lambda ls: ls[:1] + ["# made by scanner.py, 2024"] + ls[1:], "line 2 is a comment ('# made by scanner.py, 2024')"),
+        (lambda ls: ls[:1] + ["#" + ls[1][1:]] + ls[1:], "line 2 is a comment"),
+        (lambda ls: ls[:2] + [ls[2] + ";7"] + ls[3:], "line 3, column 785 ('pixel783'): expected an integer pixel value"),
+        (lambda ls: ls[:2] + [ls[2].replace(",", ",\r", 1)] + ls[3:], "line 3 holds a carriage return (\\r) that does not end it"),
         (lambda ls: [ls[0]], "no data lines after the header"),
         (lambda ls: [], "file is empty"),
+        (lambda ls: [""] + ls, "line 1 is blank; expected the header"),
         (lambda ls: ls[1:], "pass layout='label-last'"),
         (lambda ls: [ls[0].replace(",pixel783", "")] + ls[1:], "missing columns 'pixel783'"),
         (lambda ls: [ls[0] + ",extra"] + ls[1:], "unexpected columns 'extra'"),
         (lambda ls: [ls[0].replace("pixel0,pixel1", "pixel1,pixel0")] + ls[1:], "columns out of order"),
     ],
-    ids=["extra-field", "missing-field", "blank-line", "header-only", "empty", "no-header",
+    ids=["extra-field", "missing-field", "empty-last-cell", "blank-line", "white-line", "comment", "comment-785-fields",
+         "semicolon", "lone-cr", "header-only", "empty", "blank-first-line", "no-header",
          "missing-column", "extra-column", "out-of-order"],
 )
 def test_malformed_kaggle_files(tmp_path, mutate, expected):
@@ -259,6 +271,96 @@ def test_bad_sources_and_layouts(tmp_path):
         load_dataset("sample", layout="label-last")
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_or_device_is_not_a_regular_file(tmp_path):
+    os.mkfifo(tmp_path / "pipe.csv")
+    with pytest.raises(DataError, match=r"'.*pipe.csv' is not a regular file \(a FIFO, device or socket\)"):
+        load_dataset(tmp_path / "pipe.csv")
+    with pytest.raises(DataError, match=r"pipe.csv: not a regular file"):
+        read_csv(tmp_path / "pipe.csv")
+    with pytest.raises(DataError, match=r"pipe.csv: not a regular file"):
+        read_idx(tmp_path / "pipe.csv")
+    if Path("/dev/zero").exists():
+        with pytest.raises(DataError, match="'/dev/zero' is not a regular file"):
+            load_dataset("/dev/zero")
+
+
+@pytest.mark.parametrize("ending", ["\n", "\n\n", "\n\n\n", "\r\n\r\n", "\n  \n\t\n", ""])
+def test_blank_lines_may_end_the_file(tmp_path, ending):
+    pixels, labels = random_digits(np.random.default_rng(11), 3)
+    path = write(tmp_path / "train.csv", kaggle_text(pixels, labels).rstrip("\n") + ending)
+    ds = load_dataset(path)
+    assert np.array_equal(np.rint(ds.X * 255), pixels) and np.array_equal(ds.y, labels)
+
+
+@pytest.mark.parametrize(
+    "cell, shown",
+    [("1e-400", "'1e-400'"), ("255.00000000000000000001", "'255.00000000000000000001'"), ("1E2", "'1E2'"),
+     ("0.10", "'0.10'"), ('"1,2"', "'1,2'"), ("1e2", "'1e2'")],
+)
+def test_text_that_is_not_an_integer_is_refused_whatever_it_rounds_to(tmp_path, cell, shown):
+    pixels, labels = random_digits(np.random.default_rng(12), 3)
+    lines = kaggle_text(pixels, labels).splitlines()
+    cells = lines[2].split(",")
+    lines[2] = ",".join(cells[:5] + [cell] + cells[6:])
+    path = write(tmp_path / "train.csv", "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=rf"line 3, column 6 \('pixel4'\): expected an integer pixel value 0..255, got {re.escape(shown)}"):
+        load_dataset(path)
+
+
+@pytest.mark.parametrize("cell, value", [("255.0", 255), ("7.", 7), ("+3", 3), (" 12 ", 12), ('"9"', 9), ("007", 7)])
+def test_integer_text_in_other_spellings_is_accepted(tmp_path, cell, value):
+    pixels, labels = random_digits(np.random.default_rng(13), 2)
+    lines = kaggle_text(pixels, labels).splitlines()
+    cells = lines[1].split(",")
+    lines[1] = ",".join(cells[:5] + [cell] + cells[6:])
+    ds = load_dataset(write(tmp_path / "train.csv", "\n".join(lines) + "\n"))
+    assert round(float(ds.X[0, 4]) * 255) == value
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 5,000 bytes, about 1.5 lines, so most lines cross a block edge."""
+    import fnn.data.csv
+
+    monkeypatch.setattr(fnn.data.csv, "BLOCK_BYTES", 5000)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_reading_in_blocks_gives_the_same_data_and_line_numbers(tmp_path, small_blocks, gz):
+    pixels, labels = random_digits(np.random.default_rng(14), 12)
+    suffix = ".csv.gz" if gz else ".csv"
+    ds = load_dataset(write(tmp_path / f"train{suffix}", kaggle_text(pixels, labels) + "\n\n"))
+    assert np.array_equal(np.rint(ds.X * 255), pixels) and np.array_equal(ds.y, labels)
+    lines = kaggle_text(pixels, labels).splitlines()  # header, then lines 2..13
+    bad = {
+        "cell": (lines[:9] + [lines[9].replace(",", ",x", 1)] + lines[10:], r"line 10, column 2 \('pixel0'\).*got 'x"),
+        "fields": (lines[:11] + [lines[11] + ",0"] + lines[12:], "line 12 has 786 fields"),
+        "blank": (lines[:6] + ["", ""] + lines[6:], "line 7 is blank"),
+        "trailing blank, then data": (lines + ["", "", ""] + lines[1:2], "line 14 is blank"),
+    }
+    for name, (mutated, message) in bad.items():
+        path = write(tmp_path / f"{name}{suffix}", "\n".join(mutated) + "\n")
+        with pytest.raises(DataError, match=message):
+            load_dataset(path)
+
+
+def test_overlong_lines_are_refused_as_they_arrive(tmp_path):
+    row = ",".join(["0"] * 785)
+    wide = write(tmp_path / "wide.csv", HEADER + row + "\n" + "0," * 40_000 + "0\n")
+    with pytest.raises(DataError, match=r"wide.csv: line 3 has 40,001 fields; expected 785 \(label, then"):
+        load_dataset(wide)
+    endless = write(tmp_path / "endless.csv", HEADER + row + "\n" + "7" * 70_000 + "\n")
+    with pytest.raises(DataError, match="endless.csv: line 3 has 1 field; expected 785"):
+        load_dataset(endless)
+    padded = write(tmp_path / "padded.csv", HEADER + row + "\n" + ",".join(["0" * 100] * 785) + "\n")
+    with pytest.raises(DataError, match="padded.csv: line 3 is longer than 65,536 bytes; expected 785 fields"):
+        load_dataset(padded)
+    header = write(tmp_path / "header.csv", "label," * 20_000 + "\n" + row + "\n")
+    with pytest.raises(DataError, match="header.csv: line 1 is longer than 65,536 bytes; expected the header"):
+        load_dataset(header)
+
+
 # ---------------------------------------------------------------- IDX
 
 
@@ -303,8 +405,39 @@ def test_idx_size_mismatch(tmp_path, delta):
     data = idx_bytes(np.zeros((3, 28, 28), np.uint8))
     path = tmp_path / "images-idx3-ubyte"
     path.write_bytes(data[:delta] if delta < 0 else data + b"\0")
-    with pytest.raises(DataError, match=r"shape \(3, 28, 28\), i.e. 2352 bytes"):
+    with pytest.raises(DataError, match=r"shape \(3, 28, 28\), i.e. 2,352 bytes"):
         read_idx(path)
+
+
+@pytest.mark.parametrize("ndim", [33, 64, 65, 255])
+def test_idx_with_too_many_dimensions_names_the_file(tmp_path, ndim):
+    path = tmp_path / "x-idx-ubyte"
+    path.write_bytes(bytes([0, 0, 8, ndim]) + np.ones(ndim, ">u4").tobytes() + b"\0")
+    with pytest.raises(DataError, match=rf"x-idx-ubyte: IDX header declares {ndim} dimensions; fnn reads at most 32"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_declaring_more_than_the_cap_is_refused_before_allocating(tmp_path, gz):
+    data = bytes([0, 0, 8, 3]) + np.array([2**31, 28, 28], ">u4").tobytes() + bytes(784)
+    path = tmp_path / "images-idx3-ubyte"
+    path.write_bytes(gzip.compress(data) if gz else data)
+    message = "more than the 2,147,483,648 fnn reads" if gz else "but 784 bytes follow the 16-byte header"
+    with pytest.raises(DataError, match=rf"shape \(2147483648, 28, 28\), i.e. 1,683,627,180,032 bytes of data, {message}"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("extra, words", [(-1, "only 2,351 bytes follow"), (1, "more bytes follow"), (0, None)])
+def test_gzipped_idx_is_read_to_its_declared_size(tmp_path, extra, words):
+    images = np.random.default_rng(15).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    data = idx_bytes(images)
+    path = tmp_path / "images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(data[:extra] if extra < 0 else data + b"\0" * extra))
+    if words is None:
+        assert np.array_equal(read_idx(path), images)
+    else:
+        with pytest.raises(DataError, match=rf"images-idx3-ubyte.gz: IDX header says shape \(3, 28, 28\), i.e. 2,352 bytes of data, but {words}"):
+            read_idx(path)
 
 
 def test_idx_truncated_gzip(tmp_path):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from fnn.errors import DataError
 from fnn.images import MAX_PIXELS, digit_from_bytes, load_digit_image
@@ -178,3 +180,54 @@ def test_a_large_photo_is_shrunk_first_and_reads_like_a_small_one(tmp_path):
     x = load_digit_image(tmp_path / "big.png")
     _check_mnist_like(x)
     assert np.abs(x - small).mean() < 0.02
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_pillow_applies_it(tmp_path, orientation):
+    # a lopsided shape on a canvas taller than wide, so each of the 8 orientations differs
+    path = _drawn_digit(tmp_path / "plain.png", size=(300, 420))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.open(path).save(tmp_path / "tagged.png", exif=exif.tobytes())
+    upright = ImageOps.exif_transpose(Image.open(tmp_path / "tagged.png"))
+    upright.save(tmp_path / "upright.png")
+    np.testing.assert_array_equal(load_digit_image(tmp_path / "tagged.png"), load_digit_image(tmp_path / "upright.png"))
+
+
+def test_a_large_jpeg_is_decoded_small_and_reads_like_a_small_one(tmp_path):
+    small = load_digit_image(_drawn_digit(tmp_path / "small.png"))
+    Image.open(tmp_path / "small.png").resize((3000, 4000), Image.Resampling.NEAREST).save(tmp_path / "big.jpg", quality=90)
+    x = load_digit_image(tmp_path / "big.jpg")
+    _check_mnist_like(x)
+    assert np.abs(x - small).mean() < 0.02
+
+
+@pytest.mark.parametrize("mode", ["P", "LA", "1"])
+def test_large_palette_grey_alpha_and_1_bit_images_shrink_like_rgb(tmp_path, mode):
+    rgb = Image.open(_drawn_digit(tmp_path / "small.png")).resize((2400, 3200), Image.Resampling.NEAREST)
+    rgb.save(tmp_path / "big.png")
+    rgb.convert(mode).save(tmp_path / f"big-{mode}.png")
+    np.testing.assert_allclose(load_digit_image(tmp_path / f"big-{mode}.png"), load_digit_image(tmp_path / "big.png"), atol=0.02)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_or_device_is_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(DataError, match=r"pipe.png: not a regular file \(a FIFO, device or socket\)"):
+        load_digit_image(tmp_path / "pipe.png")
+    if Path("/dev/zero").exists():
+        with pytest.raises(DataError, match="/dev/zero: not a regular file"):
+            load_digit_image("/dev/zero")
+
+
+def test_pixel_limit_is_checked_on_the_declared_size_without_decoding(tmp_path, monkeypatch):
+    # a real image one pixel over the limit is refused before Pillow decodes anything
+    import fnn.images
+
+    Image.new("L", (100, 50)).save(tmp_path / "over.png")
+    monkeypatch.setattr(fnn.images, "MAX_PIXELS", 100 * 50 - 1)
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self) or None)
+    with pytest.raises(DataError, match=r"over.png: the image declares 100x50 = 5,000 pixels, more than the 4,999"):
+        load_digit_image(tmp_path / "over.png")
+    assert decoded == []

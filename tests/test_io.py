@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -203,7 +205,7 @@ def test_version_1_file_loads_as_the_relu_network_it_meant(tmp_path, dtype):
     [
         ({"W2": None}, "missing arrays ['W2']"),
         ({"W4": np.zeros((10, 10))}, "unexpected arrays ['W4']"),
-        ({"W2": np.zeros((16, 5)), "b2": np.zeros(5)}, "W3 has shape (8, 10) but the layers before it give width 5"),
+        ({"W2": np.zeros((16, 5)), "b2": np.zeros(5)}, "W2 has shape (16, 5) but metadata's layer_sizes [784, 16, 8, 10] give (16, 8)"),
         ({"b1": np.zeros(16, np.float32)}, "b1 has dtype float32 but metadata says float64"),
     ],
 )
@@ -247,6 +249,15 @@ def test_save_does_not_change_params(tmp_path, params):
         ({"format_version": 9}, ValueError, "may not set ['format_version']"),
         ({"layers": []}, ValueError, "may not set ['layers']"),
         ({"class_names": ["a", "b"]}, ValueError, "must be 10 strings"),
+        ({"class_names": [*"012345678", "\x1b[2J\x1b[31mHACKED"]}, ValueError,
+         "class_names'] [9] is '\\x1b[2J\\x1b[31mHACKED', which holds control or other unprintable characters"),
+        ({"class_names": [*"012345678", "\ud800"]}, ValueError, "[9] is '\\ud800', which holds control"),
+        ({"class_names": [*"012345678", "tab\there"]}, ValueError, "[9] is 'tab\\there'"),
+        ({"class_names": ["", *"123456789"]}, ValueError, "[0] has 0 characters (''); each name needs 1 to 64"),
+        ({"class_names": [*"012345678", "x" * 65]}, ValueError, "[9] has 65 characters"),
+        ({"class_names": [*"012345678", 9]}, ValueError, "must be 10 strings"),
+        ({"history": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}, ValueError, "nests lists or dicts more than 31 deep"),
+        ({"notes": "x" * (1 << 20)}, ValueError, "more than the 1,048,576 load_model reads"),
     ],
 )
 def test_save_rejects_bad_metadata_and_writes_nothing(tmp_path, params, metadata, error, words):
@@ -389,12 +400,12 @@ def _tampered(tmp_path: Path, params: MLP, case: str) -> Path:
     "case, words",
     [
         ("truncated", "truncated or corrupted"),
-        ("shape", "layers.4.W has shape (8, 10) but the layers before it give width 5"),
+        ("shape", "layers.2.W has shape (16, 5) but metadata's layer_sizes [784, 16, 8, 10] give (16, 8)"),
         ("nan", "layers.0.W holds NaN or inf"),
         ("newer", f"format version {FORMAT_VERSION + 1} is newer"),
         ("format", "format is 'keras'"),
         ("dropped", "missing arrays ['layers.4.W', 'layers.4.b']"),
-        ("sizes", "layer_sizes is [784, 16, 9, 10] but its Dense layers give [784, 16, 8, 10]"),
+        ("sizes", "layers.2.W has shape (16, 8) but metadata's layer_sizes [784, 16, 9, 10] give (16, 9)"),
         ("dtype", "layers.0.b has dtype float64 but metadata says float32"),
         ("extra", "unexpected arrays ['layers.5.W']"),
         ("int", "layers.0.W has dtype int32"),
@@ -462,7 +473,7 @@ def _foreign(tmp_path: Path, case: str) -> Path:
     [
         ("text", "is not an npz (zip) file"),
         ("empty", "is empty"),
-        ("zip", "without a metadata.json entry (it holds: readme.txt)"),
+        ("zip", "without a metadata.json entry (it holds: 'readme.txt')"),
         ("npy", "is not an npz (zip) file"),
         ("pickle", "is not an npz (zip) file"),
         ("object_npz", "pickled Python objects"),
@@ -488,3 +499,59 @@ def test_pickled_layer_in_a_valid_model_is_refused(tmp_path, params):
 
 def test_model_file_error_is_a_value_error():
     assert issubclass(ModelFileError, ValueError)
+
+
+def test_class_names_of_any_length_1_to_64_and_any_script_round_trip(tmp_path, params):
+    names = ["zero", "Ankle boot", "T-shirt/top", "ünïcödé", "数字", "x" * 64, "🙂", "a b", "7", "-"]
+    path = save_model(tmp_path / "m.npz", params, {"class_names": names})
+    assert load_model(path)[1]["class_names"] == names
+
+
+@pytest.mark.parametrize(
+    "names, words",
+    [
+        ([*"012345678", "\x1b[2J\x1b[31mHACKED"], "class_names [9] is '\\x1b[2J\\x1b[31mHACKED', which holds control"),
+        ([*"012345678", "\ud800"], "class_names [9] is '\\ud800'"),
+        ([*"012345678", "\u202e"], "class_names [9] is '\\u202e'"),  # right-to-left override
+        ([*"012345678", "x" * 100_000], "class_names [9] has 100,000 characters ('xxxxxxxxxx"),
+        ([*"012345678", ""], "class_names [9] has 0 characters"),
+        (list("0123456789") * 2, "class_names must be 10 strings"),
+    ],
+)
+def test_class_names_in_a_file_are_checked_at_load(tmp_path, params, names, words):
+    path = save_model(tmp_path / "m.npz", params)
+    _write(path, _arrays(path), {"class_names": names})
+    with pytest.raises(ModelFileError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert words in message and len(message) < 400 and message.isprintable()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_or_device_is_not_a_model_file(tmp_path):
+    os.mkfifo(tmp_path / "pipe.npz")
+    with pytest.raises(ModelFileError, match=r"pipe.npz: model file is not a regular file \(a FIFO, device or socket\)"):
+        load_model(tmp_path / "pipe.npz")
+    if Path("/dev/zero").exists():
+        with pytest.raises(ModelFileError, match="/dev/zero: model file is not a regular file"):
+            load_model("/dev/zero")
+
+
+def test_fortran_ordered_and_version_2_npy_members_load(tmp_path, params):
+    """numpy writes these too: a member in Fortran order, or with a .npy header of version 2.0."""
+    path = save_model(tmp_path / "m.npz", params)
+    arrays = _arrays(path)
+    buffers = {}
+    for name, array in arrays.items():
+        out = io.BytesIO()
+        if name == "layers.0.W":
+            np.lib.format.write_array(out, np.asfortranarray(array))
+        elif name == "layers.2.W":
+            np.lib.format.write_array(out, array, version=(2, 0))
+        else:
+            np.lib.format.write_array(out, array)
+        buffers[name + ".npy"] = out.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in buffers.items():
+            archive.writestr(name, data)
+    _assert_same_stack(load_model(path)[0], params)

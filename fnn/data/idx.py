@@ -4,6 +4,11 @@ An IDX file is a magic number (two zero bytes, a type byte, the number of dimens
 big-endian uint32 per dimension, then the data. A folder of IDX files holds a training part
 (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`) and a test part (`t10k-...`), each
 file gzipped (`.gz`) or raw. Every problem raises `DataError` naming the file.
+
+The header bounds the work: at most `MAX_IDX_DIMS` dimensions and `MAX_IDX_BYTES` of data are
+accepted before anything is allocated, and the stream is read only to the size the header
+declares, plus one byte to detect more (so a small `.gz` of a valid header and gigabytes of
+zeros fails after that byte).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import stat
 import zlib
 from pathlib import Path
 
@@ -19,6 +25,8 @@ import numpy as np
 from fnn.data.dataset import DIGIT_NAMES, IMAGE_SHAPE, N_PIXELS, Dataset, from_pixels
 from fnn.errors import DataError
 
+MAX_IDX_DIMS = 32  # numpy 1.x's limit on dimensions; MNIST's files have 1 and 3
+MAX_IDX_BYTES = 1 << 31  # 2 GiB: 40 times MNIST's training images; refused before allocating
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -28,34 +36,97 @@ IDX_FILES = {
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """An IDX file (gzipped or raw, told apart by its first bytes) -> uint8 array of its shape.
 
-    Checks the magic number (two zero bytes, type 0x08 for unsigned bytes, the number of
-    dimensions) and that the dimensions account for exactly the bytes that follow.
+    Checks the magic number (two zero bytes, type 0x08 for unsigned bytes, 1 to `MAX_IDX_DIMS`
+    dimensions) and that the dimensions account for exactly the bytes that follow. The work is
+    bounded by the header: a shape of more than `MAX_IDX_BYTES` is refused before anything is
+    allocated, and the stream is read only to the size the header declares, plus one byte to
+    detect data beyond it (a small `.gz` that inflates to gigabytes fails after that byte).
     """
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the IDX file ({error.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: not a regular file (a directory, FIFO, device or socket); expected an IDX file")
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
         try:
-            raw = gzip.decompress(raw)
+            return _read_idx_stream(path, stream, None if gz else os.fstat(raw.fileno()).st_size)
         except (EOFError, OSError, zlib.error) as error:
+            if not gz:
+                raise DataError(f"{path}: cannot read the IDX file ({error})") from None
             raise DataError(f"{path}: gzip data is truncated or corrupt ({error})") from None
-    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or raw[3] == 0:
+
+
+def _read_idx_stream(path: Path, stream, file_size: int | None) -> np.ndarray:
+    """The array of an IDX byte stream (`file_size`: the raw file's length, None if gzipped)."""
+    magic = _read_exactly(stream, 4)
+    if len(magic) < 4 or magic[:3] != b"\x00\x00\x08" or magic[3] == 0:
         raise DataError(
             f"{path}: not an IDX file of unsigned bytes; expected a magic number "
             f"0x000008NN (NN = number of dimensions), got "
-            f"{'0x' + raw[:4].hex() if raw else 'an empty file'}"
+            f"{'0x' + magic.hex() if magic else 'an empty file'}"
         )
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: IDX header needs {header} bytes, file has {len(raw)}")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    size = math.prod(shape)
-    if len(raw) - header != size:
+    ndim = magic[3]
+    if ndim > MAX_IDX_DIMS:
         raise DataError(
-            f"{path}: IDX header says shape {shape}, i.e. {size} bytes of data, but "
-            f"{len(raw) - header} bytes follow the {header}-byte header"
+            f"{path}: IDX header declares {ndim} dimensions; fnn reads at most {MAX_IDX_DIMS} "
+            f"(MNIST's files have 1 for labels, 3 for images)"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    header = 4 + 4 * ndim
+    dims = _read_exactly(stream, 4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise DataError(f"{path}: IDX header needs {header} bytes, file has {4 + len(dims)}")
+    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+    size = math.prod(shape)
+    if file_size is not None and file_size - header != size:
+        raise _size_mismatch(path, shape, size, header, f"{file_size - header:,} bytes follow")
+    if size > MAX_IDX_BYTES:
+        raise DataError(
+            f"{path}: IDX header says shape {shape}, i.e. {size:,} bytes of data, more than the "
+            f"{MAX_IDX_BYTES:,} fnn reads"
+        )
+    data = np.empty(size, dtype=np.uint8)
+    got = _read_into(stream, data)
+    if got < size:
+        raise _size_mismatch(path, shape, size, header, f"only {got:,} bytes follow")
+    if stream.read(1):
+        raise _size_mismatch(path, shape, size, header, "more bytes follow")
+    return data.reshape(shape)
+
+
+def _size_mismatch(path: Path, shape, size: int, header: int, found: str) -> DataError:
+    return DataError(
+        f"{path}: IDX header says shape {shape}, i.e. {size:,} bytes of data, but {found} the "
+        f"{header}-byte header"
+    )
+
+
+def _read_exactly(stream, n: int) -> bytes:
+    """Up to `n` bytes of `stream`, fewer only at its end (a gzip stream may return less)."""
+    parts, got = [], 0
+    while got < n:
+        part = stream.read(n - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def _read_into(stream, out: np.ndarray, chunk: int = 1 << 20) -> int:
+    """Fill the uint8 array `out` from `stream`, `chunk` bytes at a time (never more than
+    `out` holds); return the number of bytes read, less than out.size at the stream's end."""
+    view, got = memoryview(out), 0
+    while got < out.size:
+        n = stream.readinto(view[got : got + chunk])
+        if not n:
+            break
+        got += n
+    return got
 
 
 def read_idx_pair(images_path, labels_path, class_names=DIGIT_NAMES, source=None) -> Dataset:

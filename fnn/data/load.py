@@ -96,7 +96,12 @@ def _existing_path(source: str | os.PathLike) -> Path:
     if path.is_dir() or (path.is_file() and is_csv(path)):
         return path
     names = ", ".join(repr(n) for n in ("sample", *NAMED))
-    what = "is not a .csv or .csv.gz file" if path.is_file() else "does not exist"
+    if path.is_file():
+        what = "is not a .csv or .csv.gz file"
+    elif path.exists():  # is_file() follows links: this is a FIFO, device or socket
+        what = "is not a regular file (a FIFO, device or socket)"
+    else:
+        what = "does not exist"
     raise DataError(
         f"data source {str(source)!r} {what}; expected one of {names}, a .csv/.csv.gz file "
         f"(Kaggle layout) or a folder of IDX files"
