@@ -144,10 +144,10 @@ def common_flags() -> argparse.ArgumentParser:
         help="show progress bars on stderr (default: only when stderr is a terminal)",
     )
     common.add_argument(
-        "--threads", type=positive_int, default=None,
-        help="BLAS threads for this process (default: the BLAS's own choice, one per core); "
-        "1 avoids waiting on a busy core, often the faster choice for networks as small as "
-        "the sample's",
+        "--threads", type=positive_int, default=1,
+        help="BLAS threads for this process; 1 never waits on a core another process holds, and "
+        "measured faster in every case tried on a 2-core machine (see README); 2 or more may win "
+        "on a quiet machine with big networks",
     )
     common.add_argument("--debug", action="store_true", help="on an error, print the full traceback too")
     return common
