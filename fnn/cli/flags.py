@@ -161,32 +161,30 @@ def add_layout_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def data_flags(seeded: bool) -> argparse.ArgumentParser:
-    """--data (and --layout); for commands that split it also --dev, --test, --seed.
+def data_flags() -> argparse.ArgumentParser:
+    """--data, --layout, --dev, --test and --seed: the data a training command reads and splits.
 
-    Commands that only score (evaluate) must name their data: a default of 'sample' would
-    quietly score a model on the very digits `fnn train` trained it on.
+    (`fnn evaluate` takes its own --data, with no default: a default of 'sample' would quietly
+    score a model on the very digits `fnn train` trained it on.)
     """
     flags = Parser(add_help=False)
     flags.add_argument(
         "--data",
-        default="sample" if seeded else None,
-        required=not seeded,
+        default="sample",
         help="'sample' (5,000 MNIST digits bundled with fnn), 'mnist', 'fashion-mnist', "
         "a Kaggle-layout CSV (.csv or .csv.gz), or a folder of IDX files",
     )
     add_layout_flag(flags)
-    if seeded:
-        flags.add_argument(
-            "--dev", type=split_size, default=0.1,
-            help="dev split: a row count (500) or a fraction of the data (0.1)",
-        )
-        flags.add_argument(
-            "--test", type=split_size, default=0.1,
-            help="test split, as --dev; MNIST, Fashion-MNIST and IDX folders keep their "
-            "official test set instead and ignore this",
-        )
-        flags.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split and the training")
+    flags.add_argument(
+        "--dev", type=split_size, default=0.1,
+        help="dev split: a row count (500) or a fraction of the data (0.1)",
+    )
+    flags.add_argument(
+        "--test", type=split_size, default=0.1,
+        help="test split, as --dev; MNIST, Fashion-MNIST and IDX folders keep their "
+        "official test set instead and ignore this",
+    )
+    flags.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split and the training")
     return flags
 
 

@@ -20,7 +20,7 @@ from fnn.train import steps_per_epoch
 def add_parser(commands, common) -> None:
     parser = commands.add_parser(
         "train",
-        parents=[flags.data_flags(seeded=True), flags.training_flags(search=False), common],
+        parents=[flags.data_flags(), flags.training_flags(search=False), common],
         formatter_class=flags.Formatter,
         help="train a network and write the model, its history, metrics and figures",
         description=(

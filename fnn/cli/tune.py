@@ -32,7 +32,7 @@ SAMPLING_STREAM = 1  # --samples draws from SeedSequence([--seed, 1]), apart fro
 def add_parser(commands, common) -> None:
     parser = commands.add_parser(
         "tune",
-        parents=[flags.data_flags(seeded=True), flags.training_flags(search=True), common],
+        parents=[flags.data_flags(), flags.training_flags(search=True), common],
         formatter_class=flags.Formatter,
         help="grid-search hidden width, l2 and learning rate on the dev split",
         description=(
