@@ -5,7 +5,7 @@ Three kinds of test:
 - bombs — small files that declare, or inflate to, gigabytes (issue 14's cases): one clean
   error naming the file, in process under 2 s and 100 MB of Python/numpy allocations (fast),
   and in a fresh subprocess under `SECONDS` and `PEAK_MB` of resident memory, interpreter and
-  pandas included (`ru_maxrss`; marked slow);
+  pandas included (`VmHWM`; marked slow);
 - named model-file mutants (encrypted or exotic zip members, broken `.npy` headers, duplicate
   members, deep or huge metadata): one ModelFileError each;
 - seeded mutation fuzzing of small valid CSV, IDX and model files, asserting "a clean
@@ -262,6 +262,8 @@ def png_declaring(path: Path, width: int, height: int) -> Path:
 
 _CHILD = """
 import json, resource, sys, time
+limit = int(sys.argv[3])  # address space, set here rather than by preexec_fn (unsafe with threads)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 start = time.perf_counter()
 kind, path = sys.argv[1], sys.argv[2]
 from fnn.errors import UserError
@@ -283,8 +285,9 @@ except UserError as error:
     outcome = "error: " + str(error)
 except BaseException as error:
     outcome = "crash: " + type(error).__name__ + ": " + str(error)[:200]
-print(json.dumps({"seconds": time.perf_counter() - start, "outcome": outcome,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM is this process image's own peak: ru_maxrss would carry over the parent's peak at fork
+peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": time.perf_counter() - start, "outcome": outcome, "peak_mb": peak_kb / 1024}))
 """
 
 
@@ -292,15 +295,10 @@ def measure(kind: str, path: Path, root: Path = ROOT, limit_s: float = 60, memor
     """Load `path` with the reader `kind` ("data", "idx", "model", "image") of the fnn in
     `root`, in a fresh interpreter limited to `memory_gb` of address space; return its wall
     seconds (imports excluded), peak resident MB (imports included) and outcome."""
-    import resource
-
-    def limit():
-        resource.setrlimit(resource.RLIMIT_AS, (int(memory_gb * GIB), int(memory_gb * GIB)))
-
     env = {**os.environ, "PYTHONPATH": str(root), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     try:
-        done = subprocess.run([sys.executable, "-c", _CHILD, kind, str(path)], capture_output=True, text=True,
-                              timeout=limit_s, env=env, cwd=root, preexec_fn=limit)
+        done = subprocess.run([sys.executable, "-c", _CHILD, kind, str(path), str(int(memory_gb * GIB))],
+                              capture_output=True, text=True, timeout=limit_s, env=env, cwd=root)
     except subprocess.TimeoutExpired:
         return {"seconds": limit_s, "outcome": f"timeout after {limit_s} s", "peak_mb": float("nan")}
     lines = done.stdout.strip().splitlines()
