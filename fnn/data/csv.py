@@ -313,7 +313,9 @@ def _parse_block(path: Path, data: bytes, first_line: int, columns: tuple[str, .
         frame = None
     letters = int(np.frombuffer(data, dtype=np.uint8).max()) >= ord("A")
     not_integer = _NOT_INTEGER.search(data) if letters or b"." in data else None
-    if frame is None or letters or not_integer:
+    # some pandas versions (2.0) cast "-1" to uint8 as 255 without a word: a minus sign in the
+    # block takes the checked path too
+    if frame is None or letters or not_integer or b"-" in data:
         try:
             frame = pd.read_csv(io.BytesIO(data), low_memory=False, **options)
         except pd.errors.ParserError as error:  # e.g. a quote left open
