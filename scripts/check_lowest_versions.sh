@@ -3,8 +3,6 @@
 # [project] dependencies and the test extra installed as `name==X` (wheels only) in a fresh
 # virtual environment. Run from the repository root: bash scripts/check_lowest_versions.sh
 set -euo pipefail
-# The declared lower bounds, tested: every `name>=X` of [project] dependencies and the test
-# extra installed as `name==X` (wheels only) in a fresh virtual environment.
 lowest=$(python - <<'PY'
 import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
@@ -13,7 +11,9 @@ print(" ".join(pin.replace(">=", "==") for pin in pins if ">=" in pin and "selen
 PY
 )
 echo "lowest declared versions: $lowest"
-venv=$(mktemp -d)/lowest
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+venv=$tmp/lowest
 python -m venv "$venv"
 "$venv/bin/pip" install -q --only-binary=:all: $lowest
 "$venv/bin/pip" install -q --no-deps -e .

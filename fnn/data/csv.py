@@ -23,6 +23,7 @@ pandas is imported by the reader itself, so importing this module stays cheap.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import os
@@ -283,8 +284,9 @@ def _read_uint8_table(path: Path, stream, head: bytes, first_line: int, columns:
 
 
 # an exponent, or a fraction with a non-zero digit: text that is not an integer, whatever
-# value a float parser rounds it to ("1e-400" -> 0.0, "255.00000000000000000001" -> 255.0)
-_NOT_INTEGER = re.compile(rb"[eE]|\.[0-9]*[1-9]")
+# value a float parser rounds it to ("1e-400" -> 0.0, "255.00000000000000000001" -> 255.0),
+# or a NUL byte, where pandas before 3.0 ends the cell ("20\x00" -> 20)
+_NOT_INTEGER = re.compile(rb"[eE]|\.[0-9]*[1-9]|\x00")
 
 
 def _parse_block(path: Path, data: bytes, first_line: int, columns: tuple[str, ...]) -> np.ndarray:
@@ -312,10 +314,9 @@ def _parse_block(path: Path, data: bytes, first_line: int, columns: tuple[str, .
     except (ValueError, OverflowError):  # pandas' ParserError is a ValueError too
         frame = None
     letters = int(np.frombuffer(data, dtype=np.uint8).max()) >= ord("A")
-    not_integer = _NOT_INTEGER.search(data) if letters or b"." in data else None
-    # some pandas versions (2.0) cast "-1" to uint8 as 255 without a word: a minus sign in the
-    # block takes the checked path too
-    if frame is None or letters or not_integer or b"-" in data:
+    not_integer = _NOT_INTEGER.search(data) if letters or b"." in data or b"\x00" in data else None
+    wrapped = not _pandas_checks_uint8() and (b"-" in data or _above_255(data))
+    if frame is None or letters or not_integer or wrapped:
         try:
             frame = pd.read_csv(io.BytesIO(data), low_memory=False, **options)
         except pd.errors.ParserError as error:  # e.g. a quote left open
@@ -356,6 +357,33 @@ def _parse_block(path: Path, data: bytes, first_line: int, columns: tuple[str, .
             f"got {repr(text[:40]) if text.strip() else 'an empty cell'}"
         )
     return values.astype(np.uint8, copy=False)
+
+
+@functools.cache
+def _pandas_checks_uint8() -> bool:
+    """Whether this pandas refuses "256" and "-1" as uint8; 2.0-2.2 wrap them to 0 and 255."""
+    import pandas as pd
+
+    try:
+        pd.read_csv(io.BytesIO(b"256,-1\n"), header=None, dtype=np.uint8)
+    except (ValueError, OverflowError):
+        return True
+    return False
+
+
+def _above_255(data: bytes) -> bool:
+    """Whether a run of digits in `data` could read above 255: four digits or more, or three
+    above 255. ("0255" counts too; such a block only takes the slower, checked path.)"""
+    a = np.frombuffer(data, dtype=np.uint8)
+    digit = (a - ord("0")) < 10  # uint8 arithmetic wraps: only b"0".."9" land below 10
+    three = digit[:-2] & digit[1:-1] & digit[2:]
+    if not three.any():
+        return False
+    if (three[:-1] & digit[3:]).any():
+        return True
+    start = np.flatnonzero(three)
+    d = a[start[:, None] + np.arange(3)].astype(np.int16) - ord("0")
+    return bool((d @ np.array([100, 10, 1], np.int16) > 255).any())
 
 
 def _split(line: bytes) -> list[str]:

@@ -28,8 +28,10 @@ def split(
 
     dev, test: an int is a number of rows, a float in (0, 1) a fraction of `dataset`'s rows
         (rounded to the nearest row); None means 0.
-    stratify: give each class its share of test (within 2 rows of test·c/n for a class of
-        c rows) and of dev (within 3 rows) instead of a plain random draw; needs labels.
+    stratify: give each class its share of test and dev instead of a plain random draw; needs
+        labels. With K classes present, a class of c rows gets within 1/2 + (K/2)·c/n rows of
+        test·c/n in test and within 1 + K·c/n rows of dev·c/n in dev (under 1 and 2 rows for
+        ten classes of about equal size; see _stratified_order).
     test_set: an official test set (`load_test_set`), returned as `Splits.test` unchanged;
         then `test` must be 0 or None, and dev is carved from `dataset` alone.
     The same generator state gives the same split; train, dev and test keep file order.
@@ -119,7 +121,9 @@ def _stratified_order(rng: np.random.Generator, y: np.ndarray) -> np.ndarray:
     """A permutation of rows whose every prefix holds each class in about its proportion.
 
     Rows are shuffled, ranked within their class (r = 0..c-1 for a class of c rows) and
-    ordered by (r + 1/2) / c, so a prefix of length k holds about k·c/n rows of each class.
+    ordered by position (r + 1/2) / c. The prefix of every row up to position t holds
+    t·c ± 1/2 rows of each class, so its length k is t·n ± K/2 (K classes), and each class
+    has k·c/n ± (1/2 + (K/2)·c/n) rows of it; dev, the difference of two prefixes, twice that.
     """
     shuffled = rng.permutation(len(y))
     _, label, counts = np.unique(y[shuffled], return_inverse=True, return_counts=True)
