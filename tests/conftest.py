@@ -8,6 +8,8 @@ example is still reproducible from the drawn seed.
 
 from __future__ import annotations
 
+import os
+
 import attrs
 import numpy as np
 import pytest
@@ -21,9 +23,20 @@ import fnn
 def one_blas_thread():
     """The suite runs with BLAS limited to one thread: other processes often hold a core, and a
     2-thread BLAS then waits on it (the README test ran 60x slower). Results differ by thread
-    count (a product's sums run in another order), so one count also keeps them comparable."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+    count (a product's sums run in another order), so one count also keeps them comparable.
+    Child processes (scripts, `python -m fnn`) get one thread through the environment."""
+    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(dict.fromkeys(names, "1"))
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
 
 
 @attrs.frozen(eq=False)

@@ -40,6 +40,7 @@ def test_every_benchmark_sets_up_and_runs_once(cls, tiny):
     assert "params" not in vars(bench), "asv owns the name `params`: don't set it on the instance"
 
 
+@pytest.mark.slow
 def test_runner_prints_a_row_per_benchmark_and_grid_point(tiny, capsys):
     assert runner.main(["-k", "StepProducts", "--quick"]) == 0
     out = capsys.readouterr().out

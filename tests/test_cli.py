@@ -141,6 +141,7 @@ def test_train_writes_every_promised_file(run_dir):
     assert f"test accuracy {summary['scores']['test']['accuracy']:.4f}" in printed
 
 
+@pytest.mark.slow
 def test_train_is_reproducible_from_its_seed(run_dir, tmp_path, capsys):
     out, _ = run_dir
     status, _, _ = run(capsys, "train", *TINY, "--out", str(tmp_path / "again"))
@@ -152,6 +153,7 @@ def test_train_is_reproducible_from_its_seed(run_dir, tmp_path, capsys):
 # ---------------------------------------------------------------- evaluate and predict
 
 
+@pytest.mark.slow
 def test_evaluate_a_kaggle_train_csv(run_dir, sample_digits, tmp_path, capsys):
     X, y = sample_digits
     csv = kaggle_csv(tmp_path / "train.csv", X, y)
@@ -168,6 +170,7 @@ def test_evaluate_a_kaggle_train_csv(run_dir, sample_digits, tmp_path, capsys):
         assert_real_png(png)
 
 
+@pytest.mark.slow
 def test_a_tanh_dropout_run_evaluates_as_the_library_scores_it(sample_digits, tmp_path, capsys):
     status, out, _ = run(capsys, "train", *TINY, "--activation", "tanh", "--dropout", "0.2", "--out", str(tmp_path / "run"))
     assert status == 0 and "tanh, dropout 0.2" in out
@@ -183,6 +186,7 @@ def test_a_tanh_dropout_run_evaluates_as_the_library_scores_it(sample_digits, tm
     assert not history.filter(like="dead_frac").columns.size  # tanh units are never "dead"
 
 
+@pytest.mark.slow
 def test_nesterov_and_eval_every_reach_the_run(tmp_path, capsys):
     status, _, _ = run(capsys, "train", *TINY, "--nesterov", "--eval-every", "10", "--out", str(tmp_path / "run"))
     assert status == 0
@@ -192,6 +196,7 @@ def test_nesterov_and_eval_every_reach_the_run(tmp_path, capsys):
     assert history["step"].tolist()[:3] == [10, 20, 30]  # 32 updates per epoch on 4,000 rows
 
 
+@pytest.mark.slow
 def test_evaluate_split_recreates_the_runs_own_split_and_its_metrics(run_dir, tmp_path, capsys):
     out, _ = run_dir
     summary = json.loads((out / "metrics.json").read_text())
@@ -205,6 +210,7 @@ def test_evaluate_split_recreates_the_runs_own_split_and_its_metrics(run_dir, tm
         assert printed.startswith(f"accuracy: {summary['scores'][part]['accuracy']:.4f}")
 
 
+@pytest.mark.slow
 def test_evaluate_warns_when_the_data_names_other_classes(sample_digits, tmp_path, capsys):
     params = fnn.init(np.random.default_rng(0), (784, 8, 10))
     fnn.save_model(tmp_path / "fashion.npz", params, {"class_names": ["T-shirt/top", "Trouser", *map(str, range(2, 10))]})
@@ -215,6 +221,7 @@ def test_evaluate_warns_when_the_data_names_other_classes(sample_digits, tmp_pat
     assert err.count("\n") == 1 and err.startswith("fnn: warning: ") and "T-shirt/top" in err
 
 
+@pytest.mark.slow
 def test_evaluate_a_headerless_label_last_csv(run_dir, sample_digits, tmp_path, capsys):
     X, y = sample_digits
     csv = tmp_path / "digits.csv"
@@ -317,6 +324,7 @@ def test_debug_shows_the_traceback(capsys):
 # ---------------------------------------------------------------- the real entry point
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point():
     done = subprocess.run(
         [sys.executable, "-m", "fnn", "gradcheck", "--sizes", "5,4,3", "--batch", "3"],
@@ -345,6 +353,7 @@ def tune_table(capsys, tmp_path: Path, workers: int) -> tuple[pd.DataFrame, str,
     return pd.read_csv(out / "tune.csv"), printed, out
 
 
+@pytest.mark.slow
 def test_tune_with_two_workers_equals_one_worker(capsys, tmp_path):
     variables = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
     before = {variable: os.environ.get(variable) for variable in variables}
@@ -439,6 +448,7 @@ def test_an_existing_run_folder_is_never_overwritten(capsys, tmp_path):
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_compare_optimizers_script_runs(tmp_path):
     done = subprocess.run(
         [sys.executable, "scripts/compare_optimizers.py", "--epochs", "1", "--hidden", "8", "--out", str(tmp_path)],
@@ -453,6 +463,7 @@ def test_compare_optimizers_script_runs(tmp_path):
 # ---------------------------------------------------------------- interrupts, checkpoints, resume
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_is_left_resumable_and_resumes_to_the_same_bits(tmp_path, capsys, monkeypatch):
     import fnn.cli.runs as runs
 
@@ -486,6 +497,7 @@ def test_an_interrupted_run_is_left_resumable_and_resumes_to_the_same_bits(tmp_p
     pd.testing.assert_frame_equal(h1, h2)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_run_with_one_line_and_status_143(tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(
@@ -506,6 +518,7 @@ def test_sigterm_stops_a_run_with_one_line_and_status_143(tmp_path):
     assert (out / "checkpoint.npz").is_file() and not list(tmp_path.glob(".run.partial-*"))
 
 
+@pytest.mark.slow
 def test_a_killed_runs_staging_folder_is_named_and_force_discards_it(tmp_path, capsys):
     out = tmp_path / "run"
     (tmp_path / ".run.partial-abc123").mkdir()
@@ -544,6 +557,7 @@ def test_absurd_flags_are_refused_before_any_work(capsys, tmp_path, argv, needle
     assert needle in err and not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_a_closed_output_pipe_ends_quietly():
     """`fnn gradcheck | head -0`: the reader is gone before fnn writes; no message, status 141."""
     process = subprocess.Popen(

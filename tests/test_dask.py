@@ -74,6 +74,7 @@ def test_tune_scheduler_without_distributed_says_what_to_install(monkeypatch, ca
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_tune_unreachable_scheduler_fails_fast_in_one_line(monkeypatch, capsys, tmp_path):
     pytest.importorskip("distributed")
     with socket.socket() as probe:  # a port nothing listens on
@@ -85,6 +86,7 @@ def test_tune_unreachable_scheduler_fails_fast_in_one_line(monkeypatch, capsys, 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_tune_scheduler_without_workers_says_to_start_some(monkeypatch, capsys, tmp_path):
     distributed = pytest.importorskip("distributed")
     monkeypatch.setattr(tune_command, "CONNECT_TIMEOUT_S", 1)

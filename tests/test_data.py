@@ -77,6 +77,7 @@ def test_sample_is_5000_balanced_digits():
     assert load_test_set("sample") is None
 
 
+@pytest.mark.slow
 def test_sample_matches_the_shared_csv():
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist_5k.csv.gz"
     if not shared.exists():
@@ -85,6 +86,7 @@ def test_sample_matches_the_shared_csv():
     assert np.array_equal(csv.X, sample.X) and np.array_equal(csv.y, sample.y)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DEBIAN_FASHION_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
 def test_fashion_mnist_from_debian(tmp_path):
     train = load_dataset("fashion-mnist", data_dir=tmp_path, mirrors=())
@@ -126,6 +128,7 @@ def test_integer_valued_floats_are_accepted(tmp_path):
     assert np.array_equal(np.rint(ds.X * 255), pixels)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(
     rows=st.integers(1, 4),
@@ -161,6 +164,7 @@ def bad_value(is_label: bool):
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), rows=st.integers(1, 4), layout=st.sampled_from(["train", "test", "last"]),
        gz=st.booleans())
@@ -336,6 +340,7 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(fnn.data.csv, "BLOCK_BYTES", 5000)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gz", [False, True])
 def test_reading_in_blocks_gives_the_same_data_and_line_numbers(tmp_path, small_blocks, gz):
     pixels, labels = random_digits(np.random.default_rng(14), 12)
@@ -489,7 +494,7 @@ def rows_of(ds: Dataset) -> np.ndarray:
 SIZES = st.one_of(st.integers(0, 30), st.floats(0.01, 0.3))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(labels=st.lists(st.integers(0, 9), min_size=70, max_size=300), dev=SIZES, test=SIZES,
        seed=st.integers(0, 2**32 - 1), stratify=st.booleans())
 def test_split_properties(labels, dev, test, seed, stratify):
@@ -628,6 +633,7 @@ def test_concat_names_the_part_that_differs():
 # ---------------------------------------------------------------- import cost
 
 
+@pytest.mark.slow
 def test_importing_fnn_data_leaves_pandas_and_urllib_for_later():
     """`import fnn` must stay light: the CSV reader loads pandas, a download loads urllib."""
     heavy = ("pandas", "urllib.request", "http.client", "tqdm", "PIL", "matplotlib")

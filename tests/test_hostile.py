@@ -476,7 +476,9 @@ MODEL_MUTANTS = {
 }
 
 
-@pytest.mark.parametrize("name", MODEL_MUTANTS)
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.slow) if "members" in name else name for name in MODEL_MUTANTS]
+)
 def test_a_tampered_model_file_is_one_model_file_error(tmp_path, name):
     change, words = MODEL_MUTANTS[name]
     path = valid_model(tmp_path / "m.npz")
@@ -563,6 +565,7 @@ def _lenient_csv(text: str) -> np.ndarray | None:
         return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gz", [False, True])
 def test_mutated_csvs_give_a_clean_error_or_exactly_what_they_say(tmp_path, gz):
     rng = np.random.default_rng(20240 + gz)
@@ -604,6 +607,7 @@ def _strict_idx(data: bytes) -> np.ndarray | None:
     return np.frombuffer(body, np.uint8).reshape(shape)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gz", [False, True])
 def test_mutated_idx_files_give_a_clean_error_or_exactly_what_they_say(tmp_path, gz):
     rng = np.random.default_rng(31337 + gz)
@@ -633,6 +637,7 @@ def test_mutated_idx_files_give_a_clean_error_or_exactly_what_they_say(tmp_path,
     assert outcomes["error"] > 10 and outcomes["loaded"] > 10, outcomes
 
 
+@pytest.mark.slow
 def test_mutated_model_files_give_a_clean_error_or_the_model_saved(tmp_path):
     rng = np.random.default_rng(4242)
     params = init(rng, (12, 5, 3))
@@ -665,6 +670,7 @@ _JSON_VALUES = [None, True, False, 0, -1, 1, 3, 2**70, 1e308, -0.0, "", "x", "fl
                 {"type": "Dense"}, "\x1b[2J", "\ud800", ["\x1b[31m"] * 10, list("0123456789"), [[[[]]]]]
 
 
+@pytest.mark.slow
 def test_metadata_with_random_values_gives_a_clean_error_or_a_checked_model(tmp_path):
     """Every metadata key of a valid file set to values of every JSON type, one or two at a time."""
     rng = np.random.default_rng(7)

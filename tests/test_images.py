@@ -174,6 +174,7 @@ def test_float_images_are_scaled_by_their_range(tmp_path, top):
     np.testing.assert_allclose(load_digit_image(tmp_path / "scan.tiff"), reference, atol=0.02)
 
 
+@pytest.mark.slow
 def test_a_large_photo_is_shrunk_first_and_reads_like_a_small_one(tmp_path):
     small = load_digit_image(_drawn_digit(tmp_path / "small.png"))
     big = Image.open(tmp_path / "small.png").resize((3000, 4000), Image.Resampling.NEAREST)
@@ -203,6 +204,7 @@ def test_a_large_jpeg_is_decoded_small_and_reads_like_a_small_one(tmp_path):
     assert np.abs(x - small).mean() < 0.02
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["P", "LA", "1"])
 def test_large_palette_grey_alpha_and_1_bit_images_shrink_like_rgb(tmp_path, mode):
     rgb = Image.open(_drawn_digit(tmp_path / "small.png")).resize((2400, 3200), Image.Resampling.NEAREST)

@@ -93,7 +93,7 @@ def compositions(draw):
     return params, X, y, draw(st.sampled_from([0.0, 0.05, 1.0])), masks
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(compositions())
 def test_backprop_matches_central_differences_for_any_composition(problem):
     params, X, y, l2, masks = problem
@@ -111,6 +111,7 @@ stacks = st.sampled_from([
 ])
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None)
 @given(stacks, seeds)
 def test_stacks_that_start_and_end_with_layers_without_parameters(stack, seed):

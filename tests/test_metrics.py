@@ -120,6 +120,7 @@ def test_report_checks_names_and_shape():
 @pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")
 @SETTINGS
 @given(label_pairs())
+@pytest.mark.slow  # importing scikit-learn takes 4 s
 def test_report_matches_scikit_learn(pair):
     sklearn_metrics = pytest.importorskip("sklearn.metrics")
     y_true, y_pred, k = pair
@@ -156,6 +157,7 @@ def test_ece_of_confident_mistakes_is_the_gap():
     assert expected_calibration_error(proba, np.array([0, 0, 1, 1])) == pytest.approx(0.4)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(proba_and_labels(), st.integers(1, 20))
 def test_reliability_table_partitions_the_samples(case, n_bins):

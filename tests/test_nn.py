@@ -44,7 +44,7 @@ def net(*layers) -> fnn.MLP:
 # ---------------------------------------------------------------- gradients vs central differences
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(problems())
 def test_backprop_matches_central_differences_on_every_parameter(p):
     # ReLU kinks: a central difference straddling Z = 0 measures neither slope. Biases are
@@ -430,31 +430,6 @@ def test_gradient_descent_learns_gaussian_blobs():
     losses += (fnn.loss(params, X, y),)
     assert all(b < a for a, b in zip(losses, losses[1:])), losses
     assert np.mean(fnn.predict(params, X) == y) > 0.9
-
-
-# ---------------------------------------------------------------- an independent autodiff
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_value_and_grads_agree_with_torch_autograd(seed):
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(seed)
-    sizes, m, l2 = (12, 9, 7, 5), 6, 0.3
-    params = fnn.init(rng, sizes, dtype=np.float64)
-    params = fnn.tree_map(lambda a: a + 0.1 * rng.standard_normal(a.shape), params)
-    X, y = rng.standard_normal((m, sizes[0])), rng.integers(0, sizes[-1], size=m)
-    leaves = [torch.tensor(a, requires_grad=True) for a in fnn.tree_leaves(params)]
-    A = torch.tensor(X)
-    for i in range(0, len(leaves), 2):
-        Z = A @ leaves[i] + leaves[i + 1]
-        A = torch.relu(Z)
-    ce = torch.nn.functional.cross_entropy(Z, torch.tensor(y))
-    J = ce + l2 / (2 * m) * sum((W**2).sum() for W in leaves[::2])
-    J.backward()
-    value, g = fnn.value_and_grads(params, X, y, l2)
-    assert value == pytest.approx(J.item(), rel=1e-12)
-    for ours, theirs in zip(fnn.tree_leaves(g), leaves):
-        np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-10, atol=1e-14)
 
 
 @pytest.mark.parametrize("l2", [None, "abc", True])

@@ -66,6 +66,7 @@ def _check_figure(fig, tmp_path, name: str, image_grid: bool = False) -> None:
     assert _pylab_helpers.Gcf.get_all_fig_managers() == []  # nothing registered with pyplot
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dev", [True, False])
 def test_training_metrics(tmp_path, dev):
     history = _history(dev=dev)
@@ -85,6 +86,7 @@ def test_training_metrics(tmp_path, dev):
     assert np.array_equal(ax_loss.lines[0].get_ydata(), history["train_loss"])
 
 
+@pytest.mark.slow
 def test_training_health_with_and_without_hidden_layers(tmp_path):
     fig = plots.training_health(_history(n_layers=3))
     _check_figure(fig, tmp_path, "health")
@@ -102,6 +104,7 @@ def test_training_metrics_names_missing_columns():
         plots.training_health(_history()[["step", "train_loss"]])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("x", ["step", "epoch", "seconds"])
 def test_optimizer_comparison(tmp_path, x):
     runs = {"sgd": _history(), "adam": _history(rows=8), "no dev": _history(dev=False)}
@@ -114,6 +117,7 @@ def test_optimizer_comparison(tmp_path, x):
         plots.optimizer_comparison(runs, x="time")
 
 
+@pytest.mark.slow
 def test_confusion_matrix_figure_writes_every_count(tmp_path):
     rng = np.random.default_rng(2)
     y = rng.integers(0, 10, 500)
@@ -130,6 +134,7 @@ def test_confusion_matrix_figure_writes_every_count(tmp_path):
         plots.confusion_matrix_figure(cm, ["a", "b"])
 
 
+@pytest.mark.slow
 def test_reliability_diagram(tmp_path):
     proba, y = _proba_and_labels()
     fig = plots.reliability_diagram(reliability_table(proba, y))
@@ -139,6 +144,7 @@ def test_reliability_diagram(tmp_path):
     assert list(diagonal.get_xdata()) == [0, 1] and list(diagonal.get_ydata()) == [0, 1]
 
 
+@pytest.mark.slow
 def test_sample_predictions_marks_mistakes_in_red(tmp_path):
     X = np.random.default_rng(3).random((30, 784), dtype=np.float32)
     y_true = np.arange(30) % 10
@@ -168,6 +174,7 @@ def test_sample_predictions_checks_shapes():
         plots.sample_predictions(np.zeros((3, 784)), None, np.zeros(2, int), ["a"])
 
 
+@pytest.mark.slow
 def test_first_layer_weights(tmp_path):
     params = init(np.random.default_rng(4), (784, 12, 10))
     fig = plots.first_layer_weights(params, n=9)
@@ -180,6 +187,7 @@ def test_first_layer_weights(tmp_path):
     assert image.get_array().shape == (28, 28) and image.norm.vmin == -image.norm.vmax
 
 
+@pytest.mark.slow
 def test_tuning_heatmap_takes_the_best_lr(tmp_path):
     results = pd.DataFrame(
         [
@@ -201,6 +209,7 @@ def test_tuning_heatmap_takes_the_best_lr(tmp_path):
     assert all("lr" not in t.get_text() for t in single_lr.axes[0].texts)
 
 
+@pytest.mark.slow
 def test_save_figure_follows_the_suffix_and_is_atomic(tmp_path, monkeypatch):
     fig = plots.training_metrics(_history())
     assert plots.save_figure(fig, tmp_path / "curves.svg").read_text().lstrip().startswith("<?xml")

@@ -1,11 +1,14 @@
 """README's Python examples run as written (a README that lies is a bug)."""
 
 import re
+
+import pytest
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.slow
 def test_every_python_block_in_readme_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the blocks write model files where a reader would: here
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)

@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import fnn
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "seed_notebook.py"
 
 
+@pytest.mark.slow
 def test_seed_notebook_runs_end_to_end(tmp_path):
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--seed", "0"],

@@ -320,6 +320,7 @@ def test_one_connection_serves_many_requests_and_errors(server, digit):
         connection.close()
 
 
+@pytest.mark.slow
 def test_concurrent_requests_all_succeed_with_identical_answers(server, digit):
     pixels, png = digit
     bodies = [
@@ -435,6 +436,7 @@ def test_run_serves_until_sigint_then_returns_130_and_restores_handlers(model_fi
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
+@pytest.mark.slow
 def test_run_in_a_process_exits_143_on_sigterm_without_a_traceback(model_file):
     process = subprocess.Popen(
         [sys.executable, "-m", "fnn", "serve", "--model", str(model_file), "--port", "0"],

@@ -7,24 +7,39 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-sklearn = pytest.importorskip("sklearn")
+import fnn
+from fnn.config import TrainConfig, train
+from fnn.data import load_dataset
+from fnn.errors import TrainingDiverged
 
-from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
-
-import fnn  # noqa: E402
-from fnn.config import TrainConfig, train  # noqa: E402
-from fnn.data import load_dataset  # noqa: E402
-from fnn.errors import TrainingDiverged  # noqa: E402
-from fnn.sklearn import EXPECTED_FAILED_CHECKS, FNNClassifier  # noqa: E402
+# scikit-learn takes 4 s to import: the `sk` fixture imports it (and fnn.sklearn) when the first
+# of these tests runs, never while a `-m "not slow"` run collects them
+pytestmark = pytest.mark.slow
 
 NAMES = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+
+
+@pytest.fixture(scope="module")
+def sk() -> SimpleNamespace:
+    """The scikit-learn names these tests use, and fnn.sklearn's (skipped without scikit-learn)."""
+    pytest.importorskip("sklearn")
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.utils import estimator_checks
+
+    from fnn.sklearn import EXPECTED_FAILED_CHECKS, FNNClassifier
+
+    return SimpleNamespace(
+        GridSearchCV=GridSearchCV, cross_val_score=cross_val_score, make_pipeline=make_pipeline,
+        StandardScaler=StandardScaler, estimator_checks=estimator_checks,
+        EXPECTED_FAILED_CHECKS=EXPECTED_FAILED_CHECKS, FNNClassifier=FNNClassifier,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,53 +57,53 @@ def test_import_fnn_does_not_import_sklearn():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")  # array API checks need SCIPY_ARRAY_API
-def test_passes_scikit_learns_estimator_checks():
+def test_passes_scikit_learns_estimator_checks(sk):
     """Every check of check_estimator; EXPECTED_FAILED_CHECKS names any it cannot pass (none)."""
-    assert len(EXPECTED_FAILED_CHECKS) <= 3
+    assert len(sk.EXPECTED_FAILED_CHECKS) <= 3
     start = time.perf_counter()
-    if hasattr(sklearn.utils.estimator_checks, "estimator_checks_generator"):  # scikit-learn >= 1.6
-        check_estimator(FNNClassifier(epochs=5), expected_failed_checks=EXPECTED_FAILED_CHECKS)
+    if hasattr(sk.estimator_checks, "estimator_checks_generator"):  # scikit-learn >= 1.6
+        sk.estimator_checks.check_estimator(sk.FNNClassifier(epochs=5), expected_failed_checks=sk.EXPECTED_FAILED_CHECKS)
     else:
-        check_estimator(FNNClassifier(epochs=5))
+        sk.estimator_checks.check_estimator(sk.FNNClassifier(epochs=5))
     assert time.perf_counter() - start < 60  # about 2 s when the machine is idle
 
 
-def test_works_in_a_pipeline_and_grid_search_with_string_labels(digits):
+def test_works_in_a_pipeline_and_grid_search_with_string_labels(sk, digits):
     X, y = digits
     labels = NAMES[y]
-    pipeline = make_pipeline(StandardScaler(), FNNClassifier(epochs=8, hidden=(32,), random_state=1))
-    search = GridSearchCV(pipeline, {"fnnclassifier__l2": [0.0, 1.0], "fnnclassifier__lr": [0.05, 0.2]}, cv=3)
+    pipeline = sk.make_pipeline(sk.StandardScaler(), sk.FNNClassifier(epochs=8, hidden=(32,), random_state=1))
+    search = sk.GridSearchCV(pipeline, {"fnnclassifier__l2": [0.0, 1.0], "fnnclassifier__lr": [0.05, 0.2]}, cv=3)
     search.fit(X[:450], labels[:450])
     model = search.best_estimator_[-1]
     assert list(model.classes_) == sorted(NAMES) and model.n_features_in_ == 784
     predicted = search.predict(X[450:])
     assert set(predicted) <= set(NAMES)
     assert search.score(X[450:], labels[450:]) > 0.75  # 450 training digits, 8 epochs
-    assert np.mean(cross_val_score(FNNClassifier(epochs=5, hidden=(16,)), X, labels, cv=2)) > 0.6
+    assert np.mean(sk.cross_val_score(sk.FNNClassifier(epochs=5, hidden=(16,)), X, labels, cv=2)) > 0.6
 
 
-def test_an_int_random_state_trains_the_network_fnn_train_does(digits):
+def test_an_int_random_state_trains_the_network_fnn_train_does(sk, digits):
     X, y = digits
-    model = FNNClassifier(epochs=2, hidden=(16,), l2=0.1, random_state=7).fit(X, y)
+    model = sk.FNNClassifier(epochs=2, hidden=(16,), l2=0.1, random_state=7).fit(X, y)
     config = TrainConfig(epochs=2, hidden=(16,), l2=0.1, seed=7)
     expected = train(np.random.default_rng(7), config, (X, y)).best_params
     assert model.config_ == config
     assert all(np.array_equal(a, b) for a, b in zip(fnn.tree_leaves(model.params_), fnn.tree_leaves(expected)))
     np.testing.assert_array_equal(model.predict_proba(X), fnn.predict_proba(expected, X))
-    again = FNNClassifier(epochs=2, hidden=(16,), l2=0.1, random_state=np.random.RandomState(3)).fit(X, y)
-    fresh = [FNNClassifier(epochs=1, hidden=(16,), random_state=None).fit(X, y).params_ for _ in range(2)]
+    again = sk.FNNClassifier(epochs=2, hidden=(16,), l2=0.1, random_state=np.random.RandomState(3)).fit(X, y)
+    fresh = [sk.FNNClassifier(epochs=1, hidden=(16,), random_state=None).fit(X, y).params_ for _ in range(2)]
     assert not np.array_equal(fnn.tree_leaves(fresh[0])[0], fnn.tree_leaves(fresh[1])[0])
     assert again.config_.seed != 7
 
 
-def test_any_number_of_features_labels_and_inputs_left_unchanged():
+def test_any_number_of_features_labels_and_inputs_left_unchanged(sk):
     rng = np.random.default_rng(0)
     X = rng.integers(0, 5, size=(120, 3))  # ints, 3 features
     y = np.where(X[:, 0] + X[:, 1] > 4, "big", "small").astype(object)
     X_before, y_before = X.copy(), y.copy()
-    model = FNNClassifier(epochs=30, hidden=(8,), lr=0.1, batch_size=32).fit(X, y)
+    model = sk.FNNClassifier(epochs=30, hidden=(8,), lr=0.1, batch_size=32).fit(X, y)
     assert fnn.layer_sizes(model.params_) == (3, 8, 2) and model.n_features_in_ == 3
-    assert fnn.layer_sizes(FNNClassifier(epochs=1, hidden=5).fit(X, y).params_) == (3, 5, 2)  # an int: one layer
+    assert fnn.layer_sizes(sk.FNNClassifier(epochs=1, hidden=5).fit(X, y).params_) == (3, 5, 2)  # an int: one layer
     assert list(model.classes_) == ["big", "small"] and model.predict(X).dtype == object
     assert model.predict_proba(X).shape == (120, 2) and model.score(X, y) > 0.8
     np.testing.assert_array_equal(X, X_before)
@@ -97,18 +112,18 @@ def test_any_number_of_features_labels_and_inputs_left_unchanged():
         model.predict(X[:, :2])
 
 
-def test_validation_fraction_keeps_the_best_evaluation_and_allows_early_stopping(digits):
+def test_validation_fraction_keeps_the_best_evaluation_and_allows_early_stopping(sk, digits):
     X, y = digits
-    model = FNNClassifier(epochs=40, hidden=(16,), validation_fraction=0.2, patience=2).fit(X, y)
+    model = sk.FNNClassifier(epochs=40, hidden=(16,), validation_fraction=0.2, patience=2).fit(X, y)
     history = model.history_
     assert history["dev_acc"].notna().all() and model.stopped_ in ("completed", "early_stop")
     if model.stopped_ == "early_stop":
         assert len(history) < 40
     assert model.config_.patience == 2
     with pytest.raises(ValueError, match="patience needs a validation split"):
-        FNNClassifier(epochs=2, patience=2).fit(X, y)
+        sk.FNNClassifier(epochs=2, patience=2).fit(X, y)
     with pytest.raises(ValueError, match="validation_fraction"):
-        FNNClassifier(epochs=2, validation_fraction=1.5).fit(X, y)
+        sk.FNNClassifier(epochs=2, validation_fraction=1.5).fit(X, y)
 
 
 @pytest.mark.parametrize(
@@ -122,16 +137,16 @@ def test_validation_fraction_keeps_the_best_evaluation_and_allows_early_stopping
         ({"optimizer": "rmsprop"}, "optimizer"),
     ],
 )
-def test_bad_hyper_parameters_fail_at_fit_naming_them(digits, params, named):
-    model = FNNClassifier(**params)  # scikit-learn stores them untouched
+def test_bad_hyper_parameters_fail_at_fit_naming_them(sk, digits, params, named):
+    model = sk.FNNClassifier(**params)  # scikit-learn stores them untouched
     assert model.get_params()[next(iter(params))] is next(iter(params.values()))
     with pytest.raises(ValueError, match=named):
         model.fit(*digits)
 
 
-def test_one_class_and_a_diverging_run_are_errors(digits):
+def test_one_class_and_a_diverging_run_are_errors(sk, digits):
     X, y = digits
     with pytest.raises(ValueError, match="1 class"):
-        FNNClassifier(epochs=1).fit(X[:10], np.full(10, "seven"))
+        sk.FNNClassifier(epochs=1).fit(X[:10], np.full(10, "seven"))
     with pytest.raises(TrainingDiverged, match="smaller lr"):
-        FNNClassifier(epochs=1, lr=1e30, schedule="constant").fit(X, y)
+        sk.FNNClassifier(epochs=1, lr=1e30, schedule="constant").fit(X, y)

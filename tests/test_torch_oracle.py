@@ -1,11 +1,11 @@
 """The equivalence oracle: fnn's loss and gradients equal PyTorch autograd's, from the same
 weights and batch, to 1e-6 in float64 (and to float32 rounding in float32).
 
-PyTorch is an optional peer (`pip install .[bench]`): without it this module is skipped.
+PyTorch is an optional peer (`pip install .[bench]`): without it these tests are skipped. They
+are `slow`: importing torch alone takes 4 s, so the fixture below imports it only when one runs.
 """
 
 from __future__ import annotations
-
 
 import numpy as np
 import pytest
@@ -14,9 +14,16 @@ from hypothesis import strategies as st
 
 import fnn
 
-torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
 
-from benchmarks.peers import torch_mlp, torch_value_and_grads
+
+@pytest.fixture(scope="module")
+def peers():
+    """benchmarks.peers, which imports torch (skipped when PyTorch is not installed)."""
+    pytest.importorskip("torch")
+    import benchmarks.peers
+
+    return benchmarks.peers
 
 
 def network_and_batch(seed: int, sizes: tuple[int, ...], m: int, dtype=np.float64):
@@ -50,9 +57,9 @@ def assert_match(fnn_result, torch_result, tol):
         ((6, 3), 5, 0.1),  # no hidden layer: multinomial logistic regression
     ],
 )
-def test_float64_loss_and_grads_match_torch_autograd(sizes, m, l2):
+def test_float64_loss_and_grads_match_torch_autograd(peers, sizes, m, l2):
     net, X, y = network_and_batch(0, sizes, m)
-    assert_match(fnn.value_and_grads(net, X, y, l2), torch_value_and_grads(net, X, y, l2), tol=1e-6)
+    assert_match(fnn.value_and_grads(net, X, y, l2), peers.torch_value_and_grads(net, X, y, l2), tol=1e-6)
 
 
 @settings(max_examples=25, deadline=None)
@@ -62,20 +69,22 @@ def test_float64_loss_and_grads_match_torch_autograd(sizes, m, l2):
     m=st.integers(1, 9),
     l2=st.sampled_from([0.0, 0.3, 2.0]),
 )
-def test_float64_agreement_on_random_architectures(seed, sizes, m, l2):
+def test_float64_agreement_on_random_architectures(peers, seed, sizes, m, l2):
     net, X, y = network_and_batch(seed, sizes, m)
-    assert_match(fnn.value_and_grads(net, X, y, l2), torch_value_and_grads(net, X, y, l2), tol=1e-6)
+    assert_match(fnn.value_and_grads(net, X, y, l2), peers.torch_value_and_grads(net, X, y, l2), tol=1e-6)
 
 
-def test_float32_agrees_to_float32_rounding():
+def test_float32_agrees_to_float32_rounding(peers):
     net, X, y = network_and_batch(1, (784, 128, 10), 128, dtype=np.float32)
     value, g = fnn.value_and_grads(net, X, y, 0.1)
     assert all(leaf.dtype == np.float32 for leaf in fnn.tree_leaves(g))
-    assert_match((value, g), torch_value_and_grads(net, X, y, 0.1), tol=1e-4)
+    assert_match((value, g), peers.torch_value_and_grads(net, X, y, 0.1), tol=1e-4)
 
 
-def test_logits_match_torch_forward():
+def test_logits_match_torch_forward(peers):
+    import torch
+
     net, X, _ = network_and_batch(2, (30, 17, 4), 11)
     with torch.no_grad():
-        expected = torch_mlp(net)(torch.from_numpy(X)).numpy()
+        expected = peers.torch_mlp(net)(torch.from_numpy(X)).numpy()
     np.testing.assert_allclose(fnn.forward(net, X), expected, rtol=1e-12, atol=1e-12)

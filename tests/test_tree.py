@@ -88,7 +88,7 @@ def test_tree_leaves_of_an_mlp_are_W1_b1_W2_b2():
     assert leaves[0] is params.layers[0].W and leaves[3] is params.layers[2].b  # Relu has no leaves
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(trees)
 def test_tree_map_identity_and_composition(tree):
     assert same_structure(fnn.tree_map(lambda a: a, tree), tree)
@@ -98,7 +98,7 @@ def test_tree_map_identity_and_composition(tree):
     assert len(fnn.tree_leaves(mapped)) == len(fnn.tree_leaves(tree))
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(trees)
 def test_tree_map_does_not_mutate_its_input(tree):
     before = [leaf.copy() for leaf in fnn.tree_leaves(tree)]
@@ -107,7 +107,7 @@ def test_tree_map_does_not_mutate_its_input(tree):
         assert leaf.tobytes() == old.tobytes()
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(trees)
 def test_global_norm_is_the_norm_of_the_concatenated_leaves(tree):
     flat = np.concatenate([np.ravel(leaf).astype(np.float64) for leaf in fnn.tree_leaves(tree)] + [np.zeros(0)])

@@ -194,6 +194,7 @@ def test_a_point_scores_the_same_in_any_grid(splits, serial):
         assert same["dev_acc"].iloc[0] == row["dev_acc"] and same["dev_loss"].iloc[0] == row["dev_loss"]
 
 
+@pytest.mark.slow
 def test_repeats_train_each_point_with_k_seeds_and_report_their_mean_and_spread(splits, serial):
     runs = []
     results = grid_search(7, GRID, splits, base=BASE, repeats=3, on_result=runs.append)
@@ -279,6 +280,7 @@ def test_sampling_drops_duplicates_and_checks_the_space():
 # ---------------------------------------------------------------- fnn tune --repeats --samples
 
 
+@pytest.mark.slow
 def test_tune_command_samples_points_and_repeats_seeds(capsys, tmp_path):
     out = tmp_path / "tune"
     argv = [
