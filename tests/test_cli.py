@@ -497,6 +497,26 @@ def test_an_interrupted_run_is_left_resumable_and_resumes_to_the_same_bits(tmp_p
     pd.testing.assert_frame_equal(h1, h2)
 
 
+def test_ctrl_c_while_figures_are_written_leaves_an_unfinished_resumable_run(tmp_path, capsys, monkeypatch):
+    real, calls = fnn.plots.save_figure, []
+
+    def save_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fnn.plots, "save_figure", save_then_interrupt)
+    out = tmp_path / "run"
+    status, printed, err = run(capsys, "train", *TINY, "--eval-every", "10", "--out", str(out))
+    assert status == 130 and len(err.strip().splitlines()) == 1 and f"--resume {out}" in err
+    assert "completed" not in printed + err and not (out / "metrics.json").exists()  # never reported complete
+    assert (out / "checkpoint.npz").is_file() and not list(tmp_path.glob(".run.partial-*"))
+    monkeypatch.setattr(fnn.plots, "save_figure", real)
+    status, printed, _ = run(capsys, "train", "--resume", str(out), "--no-progress")
+    assert status == 0 and "completed" in printed and {p.name for p in out.iterdir()} == RUN_FILES
+
+
 @pytest.mark.slow
 def test_sigterm_stops_a_run_with_one_line_and_status_143(tmp_path):
     out = tmp_path / "run"

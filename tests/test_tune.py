@@ -349,3 +349,33 @@ def test_best_config_trains_back_to_the_search_score(splits, serial):
     assert (config.epochs, config.batch_size) == (BASE.epochs, BASE.batch_size)
     refit = train(np.random.default_rng(config.seed), config, splits.train, splits.dev)
     assert evaluate(refit.best_params, splits.dev.X, splits.dev.y)[1] == winner["dev_acc"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_tune_with_workers_is_one_line_without_worker_tracebacks(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    # a terminal's Ctrl-C sends SIGINT to the whole foreground process group: parent and workers
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fnn", "tune", "--epochs", "50", "--hiddens", "32", "64", "--l2s", "0,1",
+         "--workers", "2", "--no-progress", "--out", str(tmp_path / "tune")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
+    )
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    try:
+        deadline = time.monotonic() + 60
+        while len(children.read_text().split()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # the workers are importing fnn or training
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "completed" not in out and not (tmp_path / "tune").exists()

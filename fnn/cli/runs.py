@@ -206,11 +206,11 @@ def train_and_save(args, config: TrainConfig, splits, folder: Path, on_dev: bool
         "data": data,
         "blas": blas(),
     }
-    write_json(folder / "metrics.json", summary)
     shown = next(part for part in (splits.test, splits.dev, train_set) if len(part.X))
     for stem, figure in plots.run_figures(params, result.history, shown.X, shown.y, shown.class_names).items():
         plots.save_figure(figure, folder / f"{stem}.png")
-    (folder / CHECKPOINT).unlink(missing_ok=True)  # complete: nothing left to resume
+    write_json(folder / "metrics.json", summary)  # last: a folder with metrics.json is complete
+    (folder / CHECKPOINT).unlink(missing_ok=True)  # nothing left to resume
     return summary
 
 
