@@ -156,6 +156,17 @@ def test_connection_cut_mid_file(tmp_path, fixture_files, serve):
     assert cache_listing(tmp_path) == ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
 
 
+@pytest.mark.parametrize("how", ["ok", "no-length"])
+def test_a_mirror_sending_more_than_any_published_file_is_stopped(tmp_path, fixture_files, serve, monkeypatch, how):
+    files, _ = fixture_files
+    monkeypatch.setattr(data.named, "MAX_DOWNLOAD_BYTES", 1000)  # the real cap is 64 MiB
+    base, _ = serve({f"/{name}": (body + bytes(5000), how) for name, body in files.items()})
+    said = "declares [0-9,]+ bytes" if how == "ok" else "sent more than 1,000 bytes"
+    with pytest.raises(DataError, match=f"train-images-idx3-ubyte.gz: the mirror {said}"):
+        load_dataset("mnist", data_dir=tmp_path, mirrors=(base + "/",))
+    assert cache_listing(tmp_path) == []
+
+
 def test_missing_file_on_first_mirror_falls_back(tmp_path, fixture_files, serve):
     files, _ = fixture_files
     empty, first_requests = serve({})
