@@ -497,6 +497,7 @@ def test_an_interrupted_run_is_left_resumable_and_resumes_to_the_same_bits(tmp_p
     pd.testing.assert_frame_equal(h1, h2)
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_figures_are_written_leaves_an_unfinished_resumable_run(tmp_path, capsys, monkeypatch):
     real, calls = fnn.plots.save_figure, []
 
