@@ -641,3 +641,12 @@ def test_importing_fnn_data_leaves_pandas_and_urllib_for_later():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_the_command_line_loads_matplotlib_only_to_draw():
+    """`fnn predict` or `fnn --help` never draw: starting the CLI leaves matplotlib unloaded."""
+    code = "import sys, fnn.cli; print('matplotlib' in sys.modules)"
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

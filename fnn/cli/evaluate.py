@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fnn import metrics, plots
+from fnn import metrics
 from fnn.cli import flags, runs, sources
 from fnn.errors import DataError, ModelFileError
 from fnn.files import staged_folder
@@ -112,6 +112,8 @@ def run(args) -> int:
                 "blas": runs.blas(),
             },
         )
+        from fnn import plots  # matplotlib loads only when figures are drawn
+
         for stem, figure in plots.evaluation_figures(report, dataset.X).items():
             plots.save_figure(figure, folder / f"{stem}.png")
     names = list(report.class_names)

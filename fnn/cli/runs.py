@@ -15,7 +15,6 @@ import pandas as pd
 from threadpoolctl import threadpool_info
 from tqdm import tqdm
 
-from fnn import plots
 from fnn.cli.flags import FlagError
 from fnn.checkpoint import save_checkpoint
 from fnn.config import TrainConfig, train
@@ -206,6 +205,8 @@ def train_and_save(args, config: TrainConfig, splits, folder: Path, on_dev: bool
         "data": data,
         "blas": blas(),
     }
+    from fnn import plots  # matplotlib loads only when figures are drawn
+
     shown = next(part for part in (splits.test, splits.dev, train_set) if len(part.X))
     for stem, figure in plots.run_figures(params, result.history, shown.X, shown.y, shown.class_names).items():
         plots.save_figure(figure, folder / f"{stem}.png")

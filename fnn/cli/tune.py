@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fnn import plots, tune
+from fnn import tune
 from fnn.cli import flags, runs
 from fnn.data import Dataset
 from fnn.errors import UserError
@@ -246,6 +246,8 @@ def run(args) -> int:
         winner = tune.best_row(results)
         shown = _shown(results)
         runs.write_csv(folder / "tune.csv", shown)
+        from fnn import plots  # matplotlib loads only when figures are drawn
+
         plots.save_figure(plots.tuning_heatmap(shown), folder / "tune_heatmap.png")
         summary = runs.train_and_save(args, best, splits, folder, on_dev=args.refit_on_dev)
     columns = [c for c in shown.columns if c != "seeds" and not (c == "dev_acc_std" and args.repeats == 1)]
