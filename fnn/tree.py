@@ -258,7 +258,10 @@ def tree_map_raveled(f, tree, *rest):
 # buffer, so no caller can tell the difference; results stay new arrays in every sense a caller
 # can observe, and the same inputs give the same bits.
 
-_KEEP_PER_SIZE = 8  # params, grads, updates, state of two steps in flight, with room to spare
+# Adam has nine buffers of the model's size in flight in a step (old params and moments, grads,
+# new moments, direction, scaled updates, new params), and a caller holds a few results more
+# (fit: the last good state, the best params, a StepOutput's grads and updates)
+_KEEP_PER_SIZE = 16
 _MIN_BYTES = 1 << 16  # smaller blocks come from malloc's free lists anyway
 _MAX_KEPT_BYTES = 1 << 27  # never hold more than 128 MiB between steps
 _kept = threading.local()  # per thread: a buffer one thread holds is invisible to another
@@ -281,13 +284,18 @@ def new_buffer(size: int, dtype) -> np.ndarray:
     pools = getattr(_kept, "pools", None)
     if pools is None:
         pools = _kept.pools = {}
-    buffers = pools.setdefault((size, dtype), [])
-    for buffer, count in zip(buffers, _refcounts(buffers)):
+    buffers = pools.setdefault((size, dtype), [])  # least recently handed out first
+    for i, count in enumerate(_refcounts(buffers)):
         if count == _UNREFERENCED:
-            return buffer
+            buffers.append(buffers.pop(i))
+            return buffers[-1]
+    if len(buffers) >= _KEEP_PER_SIZE:
+        # every kept buffer is in use: stop tracking the one handed out longest ago (a result
+        # someone holds on to, such as fit's best params), so the pool follows the buffers that
+        # come and go with each step
+        buffers.pop(0)
     buffer = np.empty(size, dtype)
-    held = sum(b.nbytes for bs in pools.values() for b in bs)
-    if len(buffers) < _KEEP_PER_SIZE and held + nbytes <= _MAX_KEPT_BYTES:
+    if sum(b.nbytes for bs in pools.values() for b in bs) + nbytes <= _MAX_KEPT_BYTES:
         buffers.append(buffer)
     return buffer
 

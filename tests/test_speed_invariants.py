@@ -5,6 +5,7 @@ references, and cheap input screening still finds every non-finite input.
 
 from __future__ import annotations
 
+import weakref
 from functools import partial
 
 import attrs
@@ -90,6 +91,27 @@ def test_a_buffer_anything_references_is_never_handed_out_again():
     del second
     third = new_buffer(size, np.float32)  # nothing holds the second one any more: it comes back
     assert third.__array_interface__["data"][0] == address
+
+
+@pytest.mark.parametrize("held", [3, 12])
+def test_a_step_of_nine_buffers_is_served_from_the_pool_while_older_results_are_held(held):
+    """An Adam step has nine buffers of the model's size in flight (old params and moments,
+    grads, new moments, direction, scaled updates, new params) while a caller such as `fit`
+    holds older results (its last good state, its best params). From the second step on,
+    every buffer must be a recycled one. When the pool kept eight and never let go of held
+    buffers, an Adam epoch of 784-512-10 that held one old state faulted in 271,000 fresh pages
+    (1.6x the SGD epoch instead of 1.2x)."""
+    size = (1 << 16) + 7  # a size no other test uses: this thread's pool for it starts empty
+    kept = [new_buffer(size, np.float32) for _ in range(held)]
+    step = [new_buffer(size, np.float32) for _ in range(9)]
+    served = [weakref.ref(b) for b in step]
+    del step  # the step's results are dropped
+    for _ in range(3):
+        step = [new_buffer(size, np.float32) for _ in range(9)]
+        assert {id(b) for b in step} == {id(r()) for r in served if r() is not None}
+        assert all(not np.shares_memory(b, k) for b in step for k in kept)
+        served = [weakref.ref(b) for b in step]
+        del step
 
 
 def test_every_state_of_a_fold_stays_intact_while_later_steps_run():
