@@ -9,6 +9,8 @@ hyper-parameters: they are copied into every rebuilt node and are never leaves.
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 import sys
 import threading
 import weakref
@@ -197,37 +199,56 @@ def tree_ravel(tree) -> np.ndarray | None:
 def tree_unravel(like, flat: np.ndarray):
     """A tree of `like`'s structure whose leaves are views of consecutive slices of the 1-D
     array `flat`, shaped like `like`'s leaves: the inverse of `tree_ravel`. flat: (Σ sizes,)."""
-    offset = 0
-    shapes = []
-
-    def view(leaf):
-        nonlocal offset
-        n = leaf.size
-        out = flat[offset : offset + n].reshape(leaf.shape)
-        offset += n
-        shapes.append(out.shape)
-        return out
-
-    tree = _map_one(view, like)
-    if offset != flat.size:
-        raise ValueError(f"tree_unravel: the tree's leaves hold {offset} numbers, the buffer {flat.size}")
-    remember_raveled(tree, flat, tuple(shapes))
+    keyed = type(like).__hash__ is object.__hash__  # a record hashed by identity, see remember_raveled
+    plan = _plans.get(like) if keyed else None
+    if plan is None:
+        plan = _Plan(like)
+        if keyed:
+            _plans[like] = plan
+    if plan.size != flat.size:
+        raise ValueError(f"tree_unravel: the tree's leaves hold {plan.size} numbers, the buffer {flat.size}")
+    tree = plan.build(iter([flat[start:stop].reshape(shape) for start, stop, shape in plan.spans]))
+    if type(tree).__hash__ is object.__hash__:
+        _plans[tree] = plan  # the next tree_unravel like it skips the walk
+    remember_raveled(tree, flat, plan.shapes)
     return tree
 
 
-def _map_one(f, tree):
-    """`tree_map(f, tree)` for one tree: no structure checks to make."""
+class _Plan:
+    """How to rebuild a tree of one structure from a buffer: each leaf's (start, stop, shape)
+    in it, and `build`, which makes the tree's nodes around an iterator of its leaves. Made by
+    one walk over a tree; kept (in `_plans`) for every record `tree_unravel` builds, so the
+    training loop, which unravels trees of one structure a few times a step, walks none."""
+
+    def __init__(self, like):
+        shapes = tuple(np.shape(leaf) for leaf in tree_leaves(like))
+        stops = list(itertools.accumulate(math.prod(shape) for shape in shapes))
+        self.shapes = shapes
+        self.spans = [(stop - math.prod(shape), stop, shape) for stop, shape in zip(stops, shapes)]
+        self.size = stops[-1] if stops else 0
+        self.build = _builder(like)
+
+
+_plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _builder(tree):
+    """build(leaves) -> a tree of `tree`'s structure (records, statics and all) whose leaves
+    are the next ones of the iterator `leaves`, in `tree_leaves` order."""
     names = _field_names(type(tree))
     if names is not None:
-        if not names:
-            return tree
-        children = {name: _map_one(f, getattr(tree, name)) for name in names}
-        return type(tree)(**children, **static_fields(tree)) if _static_names(type(tree)) else type(tree)(**children)
+        if not names:  # frozen and leafless: its own rebuild
+            return lambda leaves: tree
+        cls, statics = type(tree), static_fields(tree)
+        fields = [(name, _builder(getattr(tree, name))) for name in names]
+        return lambda leaves: cls(**{name: build(leaves) for name, build in fields}, **statics)
+    children = _children(tree)
+    if children is None:
+        return next
+    builds = [_builder(child) for child in children]
     if type(tree) is tuple:
-        return tuple([_map_one(f, child) for child in tree])
-    if isinstance(tree, (tuple, list, dict)):
-        return _rebuild(tree, [_map_one(f, child) for child in _children(tree)])
-    return f(tree)
+        return lambda leaves: tuple([build(leaves) for build in builds])
+    return lambda leaves: _rebuild(tree, [build(leaves) for build in builds])
 
 
 def tree_map_raveled(f, tree, *rest):

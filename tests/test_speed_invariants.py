@@ -49,6 +49,34 @@ def test_ravel_and_unravel_round_trip_without_copies():
     assert tree_ravel(tree_zeros_like(params)) is not None
 
 
+def test_unravel_rebuilds_every_kind_of_node_the_same_way_the_first_time_and_after():
+    """tree_unravel walks a structure once and then reuses its plan for the records it built:
+    records with static fields, leafless records, tuples, named tuples, lists and dicts must
+    come back the same either way."""
+    from collections import namedtuple
+
+    from fnn.layers import Dropout, LeakyRelu
+
+    Pair = namedtuple("Pair", "a b")
+    params, _, _ = problem()
+    mixed = {"net": params, "extra": [Pair(np.zeros((2, 3)), np.zeros(1)), (np.zeros(4),)],
+             "layers": (LeakyRelu(alpha=0.3), Dropout(rate=0.25))}
+    n_mixed, n_params = (sum(x.size for x in leaves(t)) for t in (mixed, params))
+    first = tree_unravel(mixed, np.arange(n_mixed, dtype=np.float64))
+    assert type(first["extra"][0]) is Pair and type(first["extra"][1]) is tuple
+    assert first["layers"][0].alpha == 0.3 and first["layers"][1].rate == 0.25
+    assert [x.shape for x in leaves(first)] == [np.shape(x) for x in leaves(mixed)]
+    assert np.array_equal(np.concatenate([x.ravel() for x in leaves(first)]), np.arange(n_mixed))
+    built = tree_unravel(params, np.zeros(n_params, np.float32))  # walks params
+    for _ in range(2):  # planned: built by tree_unravel, then its own result
+        built = tree_unravel(built, np.arange(n_params, dtype=np.float32))
+        assert type(built) is type(params) and [type(x) for x in built.layers] == [type(x) for x in params.layers]
+        assert [x.shape for x in leaves(built)] == [x.shape for x in leaves(params)]
+        assert np.array_equal(np.concatenate([x.ravel() for x in leaves(built)]), np.arange(n_params))
+    with pytest.raises(ValueError, match="hold"):
+        tree_unravel(built, np.zeros(3))  # planned or not, a buffer of the wrong size is refused
+
+
 def test_tree_map_raveled_matches_tree_map_and_keeps_the_structure():
     params, X, y = problem()
     grads = fnn.grads(params, X, y)
