@@ -18,6 +18,7 @@ from fnn.optim import (
     constant,
     cosine,
     gd,
+    scale_by_adam,
     scale_by_lr,
     sgd,
     step_decay,
@@ -86,6 +87,22 @@ def test_chain_of_trace_and_scale_is_sgd():
     chained = run(chain(trace(0.9), scale_by_lr(0.1)), [G1, G2, G1])[2]
     direct = run(sgd(0.1, 0.9), [G1, G2, G1])[2]
     assert tree_allclose(chained, direct, rtol=0, atol=0)
+
+
+def test_adam_is_the_chain_of_its_direction_and_the_learning_rate():
+    """adam folds -lr_t into its direction's scalar: the same state, and the chain's updates to
+    rounding (lr_t multiplies one scalar instead of every entry), under a schedule too."""
+    halving = step_decay(0.1, every=1, factor=0.5)
+    grads = [G1, G2, G1, G2]
+    for lr in (0.1, halving):
+        u_fused, s_fused, p_fused = run(adam(lr), grads)
+        u_chain, s_chain, p_chain = run(chain(scale_by_adam(), scale_by_lr(lr)), grads)
+        assert [type(x) for x in s_fused] == [type(x) for x in s_chain]
+        assert s_fused[0].count == s_chain[0].count == 4 and s_fused[1].count == s_chain[1].count == 4
+        assert tree_allclose(s_fused[0].mu, s_chain[0].mu, rtol=0) and tree_allclose(s_fused[0].nu, s_chain[0].nu, rtol=0)
+        assert all(tree_allclose(a, b, rtol=1e-15) for a, b in zip(u_fused, u_chain))
+        assert tree_allclose(p_fused, p_chain, rtol=1e-15)
+    assert not tree_allclose(run(adam(halving), grads)[0][-1], run(adam(0.1), grads)[0][-1])
 
 
 def test_schedule_drives_the_step_size():
