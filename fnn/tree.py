@@ -306,8 +306,9 @@ def new_buffer(size: int, dtype) -> np.ndarray:
     if pools is None:
         pools = _kept.pools = {}
     buffers = pools.setdefault((size, dtype), [])  # least recently handed out first
-    for i, count in enumerate(_refcounts(buffers)):
-        if count == _UNREFERENCED:
+    counts = _refcounts(buffers)
+    for i in range(len(buffers) - 1, -1, -1):  # the most recently freed is likeliest still in cache
+        if counts[i] == _UNREFERENCED:
             buffers.append(buffers.pop(i))
             return buffers[-1]
     if len(buffers) >= _KEEP_PER_SIZE:

@@ -142,6 +142,16 @@ def test_a_step_of_nine_buffers_is_served_from_the_pool_while_older_results_are_
         del step
 
 
+def test_the_buffer_freed_last_is_handed_out_first():
+    """Of the free kept buffers, the one most recently handed out comes back (likeliest still
+    in cache): cycling through all sixteen put a 784-128-10 SGD step's results in cold memory."""
+    size = (1 << 16) + 11  # a size no other test uses
+    a, b, c = (new_buffer(size, np.float32) for _ in range(3))
+    ids = [id(a), id(b), id(c)]
+    del a, b, c
+    assert id(new_buffer(size, np.float32)) == ids[2]
+
+
 def test_every_state_of_a_fold_stays_intact_while_later_steps_run():
     """Keep every state, step output and batch of a run: none may share memory with another
     step's results, and each must still hold what it held when it was made."""
