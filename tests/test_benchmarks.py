@@ -85,14 +85,18 @@ def test_cached_inputs_are_read_only_and_reproducible():
     np.testing.assert_array_equal(common.synthetic_data(50)[0], X)
 
 
-def load_side_by_side():
+def load_script(name: str):
     import importlib.util
 
-    path = Path(__file__).resolve().parent.parent / "scripts" / "side_by_side.py"
-    spec = importlib.util.spec_from_file_location("side_by_side", path)
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_side_by_side():
+    return load_script("side_by_side")
 
 
 def test_side_by_side_summary_table_and_ratios():
@@ -135,3 +139,14 @@ def test_decaying_optimizer_state_never_turns_subnormal(make):
         for leaf in fnn.tree_leaves(state[0]) + fnn.tree_leaves(updates):
             if isinstance(leaf, np.ndarray):
                 assert not ((leaf != 0) & (np.abs(leaf) < tiny)).any(), f"subnormal state at step {t}"
+
+
+def test_adam_vs_sgd_pairs_blocks_of_the_same_batches(tiny, capsys):
+    script = load_script("adam_vs_sgd")
+    ratios, sgd_step, adam_step = script.paired_ratios(hidden=8, pairs=3, block=2, batch=50)
+    assert len(ratios) == 3 and all(r > 0 for r in ratios) and sgd_step > 0 and adam_step > 0
+    assert script.main(["--hidden", "8", "--pairs", "3", "--block", "2", "--batch", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "784-8-10: Adam/SGD epoch time" in out and "1 threads" in out
+    with pytest.raises(SystemExit):
+        script.main(["--pairs", "0"])
