@@ -235,7 +235,10 @@ def backward(params: MLP, caches: list, dA: np.ndarray, l2: float = 0.0) -> MLP:
         grads[i] = g
     grads = MLP(layers=tuple(grads))
     if flat is not None and all(tree_ravel(grads.layers[i]) is not None for i in owners if type(layers[i]) is not Dense):
-        remember_raveled(grads, flat, tuple(leaf.shape for leaf in every))
+        # when built-in Dense layers own every parameter and each other layer is its own
+        # gradient, the grads are built node for node like the params: they share its plan
+        same = all(type(layers[i]) is Dense if own else grads.layers[i] is layers[i] for i, own in enumerate(leaves))
+        remember_raveled(grads, flat, tuple(leaf.shape for leaf in every), params if same else None)
     return grads
 
 

@@ -168,8 +168,10 @@ def ravel_leaves(leaves: list) -> np.ndarray | None:
 _layouts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def remember_raveled(tree, flat: np.ndarray, shapes: tuple) -> None:
-    """Note that `tree`'s leaves, of `shapes`, tile `flat` in order (a fact its builder knows)."""
+def remember_raveled(tree, flat: np.ndarray, shapes: tuple, structured_like=None) -> None:
+    """Note that `tree`'s leaves, of `shapes`, tile `flat` in order (a fact its builder knows).
+    structured_like: a tree its builder knows has `tree`'s structure (node types, static fields
+    and leaf shapes), whose `tree_unravel` plan then serves `tree` too."""
     # only records hashed by identity (attrs eq=False, as every record holding arrays is): a
     # value-hashed key would answer for an equal but different tree. Tuples, lists and dicts take
     # no weak references: they are found raveled by a walk instead.
@@ -177,7 +179,10 @@ def remember_raveled(tree, flat: np.ndarray, shapes: tuple) -> None:
         try:
             _layouts[tree] = (flat, shapes)
         except TypeError:
-            pass
+            return
+        plan = _plans.get(structured_like) if structured_like is not None else None
+        if plan is not None and plan.shapes == shapes:
+            _plans[tree] = plan
 
 
 def raveled_layout(tree) -> tuple[np.ndarray, tuple] | None:

@@ -77,6 +77,34 @@ def test_unravel_rebuilds_every_kind_of_node_the_same_way_the_first_time_and_aft
         tree_unravel(built, np.zeros(3))  # planned or not, a buffer of the wrong size is refused
 
 
+def test_backward_grads_reuse_the_params_plan_only_when_built_like_them():
+    """The grads of an all-Dense network are built node for node like its params, so they share
+    the params' unravel plan (no walk per step); a layer whose gradient is some other record
+    must not inherit it."""
+    from fnn import tree as tree_module
+
+    params, X, y = problem()
+    params = tree_unravel(params, np.concatenate([x.ravel() for x in leaves(params)]))  # planned
+    grads = fnn.grads(params, X, y)
+    assert tree_module._plans.get(grads) is tree_module._plans.get(params) is not None
+    u = tree_map_raveled(lambda g, out: np.negative(g, out=out), grads)
+    assert [type(x) for x in u.layers] == [type(x) for x in params.layers]
+
+    @attrs.frozen(eq=False)
+    class Scaled:  # a parameter-less layer whose gradient is a fresh record, not itself
+        def forward(self, A, rng):
+            return A * 2, None
+
+        def backward(self, cache, dZ):
+            return Scaled(), dZ * 2
+
+    odd = attrs.evolve(params, layers=(params.layers[0], Scaled(), *params.layers[1:]))
+    odd = tree_unravel(odd, np.concatenate([x.ravel() for x in leaves(odd)]))  # planned
+    odd_grads = fnn.grads(odd, X, y)
+    assert tree_ravel(odd_grads) is not None and tree_module._plans.get(odd) is not None
+    assert tree_module._plans.get(odd_grads) is None
+
+
 def test_tree_map_raveled_matches_tree_map_and_keeps_the_structure():
     params, X, y = problem()
     grads = fnn.grads(params, X, y)
