@@ -20,7 +20,12 @@ Each peer runs the loop its own users write, doing no work they would not do:
   scikit-learn  `MLPClassifier.partial_fit` once per epoch (it shuffles and batches itself, and
                 sums its loss over the batches as it always does).
 Each (framework, H) run is a fresh subprocess, so its peak memory (VmHWM, reset after the data
-are loaded) is its own. Timed: training only; the per-epoch test accuracy behind "time to
+are loaded) is its own. The runs of one round take turns epoch by epoch, one training at a
+time: the table keeps each framework's fastest run of `--repeats` rounds, and the "epoch by
+epoch" lines give the median of fnn's epoch seconds over each peer's same epoch, which ran
+seconds apart from it, so a slow spell of a shared machine cancels out of the ratio instead of
+landing on one framework (the fastest-run ratio on the README's machine moved by 0.1 from one
+command to the next). Timed: training only; the per-epoch test accuracy behind "time to
 target" is measured outside the timed region.
 Memory: "MB after load" is the process's resident size once the data are in memory (the
 interpreter, the framework's libraries and the float32 arrays), "peak MB" the highest
@@ -107,6 +112,7 @@ def run_fnn(args, train, test) -> dict:
     state, rng = init_state(params, optimizer), np.random.default_rng(args.seed + 1)
     seconds, accuracy = [], []
     for _ in range(args.epochs):
+        args.gate()
         start = CLOCK[args.clock]()
         state = toolz.reduce(step, batches(rng, train.X, train.y, args.batch, 1), state)
         seconds.append(CLOCK[args.clock]() - start)
@@ -134,6 +140,7 @@ def run_pytorch(args, train, test) -> dict:
     shuffle = torch.Generator().manual_seed(args.seed + 1)
     seconds, accuracy = [], []
     for _ in range(args.epochs):
+        args.gate()
         start = CLOCK[args.clock]()
         perm = torch.randperm(X.shape[0], generator=shuffle)
         for s in range(0, X.shape[0], args.batch):
@@ -159,6 +166,7 @@ def run_sklearn(args, train, test) -> dict:
     classes = np.arange(10)
     seconds, accuracy = [], []
     for _ in range(args.epochs):
+        args.gate()
         start = CLOCK[args.clock]()
         model.partial_fit(train.X, train.y, classes=classes)
         seconds.append(CLOCK[args.clock]() - start)
@@ -168,6 +176,13 @@ def run_sklearn(args, train, test) -> dict:
 
 MODULES = {"fnn": "fnn", "pytorch": "torch", "scikit-learn": "sklearn.neural_network"}
 RUNNERS = {"fnn": run_fnn, "pytorch": run_pytorch, "scikit-learn": run_sklearn}
+
+
+def gate(commands, replies) -> None:
+    """Before each epoch: say "ready" and wait for the parent's "go" (see `run_round`)."""
+    print("ready", file=replies, flush=True)
+    if commands.readline().strip() != "go":
+        raise SystemExit("side_by_side worker: the parent went away")
 
 
 def worker(args) -> None:
@@ -184,6 +199,7 @@ def worker(args) -> None:
     train, test = load(args.n_train)
     base = rss_mb()
     reset = reset_peak_rss()
+    args.gate = partial(gate, sys.stdin, sys.stdout)
     result = RUNNERS[args.worker](args, train, test)
     result.update(base_rss_mb=base, peak_rss_mb=peak_rss_mb(reset), n_train=train.X.shape[0])
     print(json.dumps(result))
@@ -253,7 +269,7 @@ def oracle_line(train, hidden: int, l2: float) -> str:
             f"|ΔJ| = {abs(v1 - v2):.1e}, max |Δgrad| = {dg:.1e} -> {'match' if ok else 'MISMATCH'} (tolerance 1e-6)")
 
 
-def spawn(args, framework: str, hidden: int) -> dict:
+def worker_command(args, framework: str, hidden: int) -> list[str]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--hidden", str(hidden),
            "--epochs", str(args.epochs), "--lr", repr(args.lr), "--l2", repr(args.l2),
            "--batch", str(args.batch), "--seed", str(args.seed), "--clock", args.clock]
@@ -261,10 +277,55 @@ def spawn(args, framework: str, hidden: int) -> dict:
         cmd += ["--threads", str(args.threads)]
     if args.n_train is not None:
         cmd += ["--n-train", str(args.n_train)]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"{framework} (H={hidden}) failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return cmd
+
+
+def run_round(args, frameworks: list[str], hidden: int) -> dict[str, dict]:
+    """One run of each framework, each in its own process, taking turns epoch by epoch: every
+    worker loads its data and stops at its first epoch's gate; then for each epoch, one
+    framework at a time is told "go" and the next waits until it is back at a gate (or done),
+    so exactly one trains at any moment and epoch e of every framework runs within seconds of
+    the others' epoch e (see `paired_ratios`)."""
+    procs = {f: subprocess.Popen(worker_command(args, f, hidden), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, cwd=ROOT) for f in frameworks}
+
+    def reply(framework: str) -> str:
+        line = procs[framework].stdout.readline()
+        if not line:
+            procs[framework].wait()
+            raise RuntimeError(f"{framework} (H={hidden}) failed:\n{procs[framework].stderr.read()[-3000:]}")
+        return line.strip()
+
+    try:
+        last = {f: reply(f) for f in frameworks}  # "ready" once the data are loaded
+        for _ in range(args.epochs):
+            for f in frameworks:
+                procs[f].stdin.write("go\n")
+                procs[f].stdin.flush()
+                last[f] = reply(f)  # "ready" for the next epoch, or the result line after the last
+        for f in frameworks:
+            procs[f].stdin.close()
+            procs[f].wait()
+        return {f: json.loads(last[f]) for f in frameworks}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def paired_ratios(rounds: list[dict[str, dict]]) -> list[tuple[str, float, float, float, int]]:
+    """(peer, median, lower quartile, upper quartile, pairs) of fnn's epoch seconds over each
+    peer's same epoch of the same round, first epochs (warm-up) left out: the two ran back to
+    back, so a slow spell of the machine falls on both instead of on one framework's run."""
+    out = []
+    for peer in ("pytorch", "scikit-learn"):
+        pairs = [a / b for r in rounds if "fnn" in r and peer in r
+                 for a, b in zip(r["fnn"]["epoch_seconds"][1:], r[peer]["epoch_seconds"][1:])]
+        if pairs:
+            q1, q2, q3 = np.percentile(pairs, [25, 50, 75])
+            out.append((peer, float(q2), float(q1), float(q3), len(pairs)))
+    return out
 
 
 def summarise(framework: str, hidden: int, result: dict, target: float) -> dict:
@@ -327,7 +388,8 @@ def parse(argv):
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma separated subset of " + ",".join(FRAMEWORKS))
     p.add_argument("--threads", type=int, help="BLAS / torch threads in every run (default: the libraries' own)")
     p.add_argument("--clock", choices=list(CLOCK), default="wall", help="wall (default) or cpu seconds")
-    p.add_argument("--repeats", type=int, default=1, help="interleaved runs per framework; the fastest is reported")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="rounds, each running every framework once, epoch by epoch in turns; the table keeps the fastest run")
     p.add_argument("--quick", action="store_true", help="2 epochs on 10,000 rows, hidden 128 only")
     p.add_argument("--out", type=Path, help="also write the table: .md for markdown, else CSV")
     p.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
@@ -349,27 +411,28 @@ def main(argv=None) -> int:
     print(oracle_line(train, args.hidden[0], args.l2 or 1e-4))
     print(f"data: Fashion-MNIST, {args.n_train or train.X.shape[0]} training rows, 10,000 test rows; "
           f"batch {args.batch}, SGD momentum {MOMENTUM} lr {args.lr:g}, l2 {args.l2:g}, {args.epochs} epochs, float32, "
-          f"best of {args.repeats} interleaved run(s), {args.clock} clock, threads {args.threads or 'default'}")
+          f"best of {args.repeats} round(s), epochs in turns, {args.clock} clock, threads {args.threads or 'default'}")
     frameworks = [f for f in args.frameworks.split(",") if not print_skip(f)]
-    rows = []
+    rows, paired = [], []
     for hidden in args.hidden:
         # interleaved repeats, each framework's fastest kept: load from other processes
         # slows runs down, never up, so the minimum is the least disturbed figure
-        runs = {f: [] for f in frameworks}
+        rounds = []
         for _ in range(args.repeats):
-            for framework in frameworks:
-                runs[framework].append(spawn(args, framework, hidden))
-                print(f"  done: {framework} 784-{hidden}-10, {np.mean(runs[framework][-1]['epoch_seconds']):.3f} s/epoch",
-                      file=sys.stderr, flush=True)
+            rounds.append(run_round(args, frameworks, hidden))
+            print("  done: 784-%d-10, s/epoch %s" % (hidden, ", ".join(
+                f"{f} {np.mean(r['epoch_seconds']):.3f}" for f, r in rounds[-1].items())), file=sys.stderr, flush=True)
         for framework in frameworks:
-            best = min(runs[framework], key=lambda r: sum(r["epoch_seconds"]))
+            best = min((r[framework] for r in rounds), key=lambda r: sum(r["epoch_seconds"]))
             rows.append(summarise(framework, hidden, best, args.target))
+        paired += [f"784-{hidden}-10: fnn / {peer} epoch by epoch = {q2:.2f} (median of {n} pairs; quartiles "
+                   f"{q1:.2f}-{q3:.2f})" for peer, q2, q1, q3, n in paired_ratios(rounds)]
     print(table(rows, markdown=False))
-    for line in ratios(rows):
+    for line in ratios(rows) + paired:
         print(line)
     if args.out:
         if args.out.suffix == ".md":
-            args.out.write_text(table(rows, markdown=True) + "\n\n" + "\n".join(ratios(rows)) + "\n")
+            args.out.write_text(table(rows, markdown=True) + "\n\n" + "\n".join(ratios(rows) + paired) + "\n")
         else:
             import pandas as pd
 

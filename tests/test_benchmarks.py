@@ -141,6 +141,28 @@ def test_decaying_optimizer_state_never_turns_subnormal(make):
                 assert not ((leaf != 0) & (np.abs(leaf) < tiny)).any(), f"subnormal state at step {t}"
 
 
+def test_side_by_side_pairs_each_epoch_with_the_peers_same_epoch():
+    sbs = load_side_by_side()
+    rounds = [{"fnn": {"epoch_seconds": [9.0, 1.0, 2.0]}, "pytorch": {"epoch_seconds": [1.0, 2.0, 2.0]}},
+              {"fnn": {"epoch_seconds": [5.0, 3.0, 1.0]}, "pytorch": {"epoch_seconds": [5.0, 4.0, 4.0]}}]
+    [(peer, median, q1, q3, n)] = sbs.paired_ratios(rounds)  # no scikit-learn runs: no line for it
+    assert peer == "pytorch" and n == 4  # first epochs left out
+    assert median == np.median([0.5, 1.0, 0.75, 0.25]) and q1 < median < q3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="dataset-fashion-mnist not installed")
+def test_side_by_side_runs_frameworks_in_turns_end_to_end(tmp_path, capsys):
+    sbs = load_side_by_side()
+    out = tmp_path / "table.md"
+    frameworks = "fnn,scikit-learn" if sbs.available("scikit-learn") is None else "fnn"
+    assert sbs.main(["--quick", "--n-train", "2000", "--frameworks", frameworks, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "fnn  784-128-10" in text and out.read_text().startswith("| framework | arch |")
+    if frameworks != "fnn":
+        assert "fnn / scikit-learn epoch by epoch" in text and "(median of 1 pairs" in text
+
+
 def test_adam_vs_sgd_pairs_blocks_of_the_same_batches(tiny, capsys):
     script = load_script("adam_vs_sgd")
     ratios, sgd_step, adam_step = script.paired_ratios(hidden=8, pairs=3, block=2, batch=50)
