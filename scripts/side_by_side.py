@@ -45,6 +45,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -286,14 +287,17 @@ def run_round(args, frameworks: list[str], hidden: int) -> dict[str, dict]:
     framework at a time is told "go" and the next waits until it is back at a gate (or done),
     so exactly one trains at any moment and epoch e of every framework runs within seconds of
     the others' epoch e (see `paired_ratios`)."""
+    # stderr goes to a file: a worker's warnings must never fill a pipe nobody reads mid-run
+    logs = {f: tempfile.TemporaryFile("w+") for f in frameworks}
     procs = {f: subprocess.Popen(worker_command(args, f, hidden), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, cwd=ROOT) for f in frameworks}
+                                 stderr=logs[f], text=True, cwd=ROOT) for f in frameworks}
 
     def reply(framework: str) -> str:
         line = procs[framework].stdout.readline()
         if not line:
             procs[framework].wait()
-            raise RuntimeError(f"{framework} (H={hidden}) failed:\n{procs[framework].stderr.read()[-3000:]}")
+            logs[framework].seek(0)
+            raise RuntimeError(f"{framework} (H={hidden}) failed:\n{logs[framework].read()[-3000:]}")
         return line.strip()
 
     try:
@@ -312,6 +316,8 @@ def run_round(args, frameworks: list[str], hidden: int) -> dict[str, dict]:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        for log in logs.values():
+            log.close()
 
 
 def paired_ratios(rounds: list[dict[str, dict]]) -> list[tuple[str, float, float, float, int]]:

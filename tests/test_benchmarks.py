@@ -150,6 +150,31 @@ def test_side_by_side_pairs_each_epoch_with_the_peers_same_epoch():
     assert median == np.median([0.5, 1.0, 0.75, 0.25]) and q1 < median < q3
 
 
+def test_side_by_side_reports_a_failed_worker_whatever_it_wrote_to_stderr(monkeypatch):
+    """A worker that floods stderr (100 KB, more than a pipe holds) and dies must come back as an
+    error naming it with its last words, not hang the parent."""
+    import sys
+    import threading
+
+    sbs = load_side_by_side()
+    flood = "import sys; sys.stderr.write('w' * 100_000 + ' the end'); sys.exit(1)"
+    monkeypatch.setattr(sbs, "worker_command", lambda args, f, h: [sys.executable, "-c", flood])
+    args = sbs.parse(["--epochs", "1"])
+    outcome = {}
+
+    def run():
+        try:
+            sbs.run_round(args, ["fnn"], 8)
+        except RuntimeError as e:
+            outcome["error"] = str(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "run_round hung on a worker's stderr"
+    assert outcome["error"].startswith("fnn (H=8) failed:") and outcome["error"].endswith("the end")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="dataset-fashion-mnist not installed")
 def test_side_by_side_runs_frameworks_in_turns_end_to_end(tmp_path, capsys):
