@@ -180,7 +180,7 @@ def remember_raveled(tree, flat: np.ndarray, shapes: tuple, structured_like=None
             _layouts[tree] = (flat, shapes)
         except TypeError:
             return
-        plan = _plans.get(structured_like) if structured_like is not None else None
+        plan = _plans.get(structured_like) if type(structured_like) is type(tree) else None
         if plan is not None and plan.shapes == shapes:
             _plans[tree] = plan
 
@@ -213,9 +213,7 @@ def tree_unravel(like, flat: np.ndarray):
     if plan.size != flat.size:
         raise ValueError(f"tree_unravel: the tree's leaves hold {plan.size} numbers, the buffer {flat.size}")
     tree = plan.build(iter([flat[start:stop].reshape(shape) for start, stop, shape in plan.spans]))
-    if type(tree).__hash__ is object.__hash__:
-        _plans[tree] = plan  # the next tree_unravel like it skips the walk
-    remember_raveled(tree, flat, plan.shapes)
+    remember_raveled(tree, flat, plan.shapes, like)  # and the next tree_unravel like it skips the walk
     return tree
 
 
