@@ -4,7 +4,7 @@
     python scripts/adam_vs_sgd.py --hidden 512 --pairs 40 --threads 1
 
 Two training folds run side by side in one process, the same `train_step` with `sgd(0.05,
-momentum=0.9)` and with `adam(1e-3)`, on the same stream of batches (random images of
+momentum=0.9)` and with `adam(1e-3)` (the Epoch benchmark's two), on the same stream of batches (random images of
 Fashion-MNIST's shape, 128 rows; the time of a dense network does not depend on the pixels).
 They take turns: each pair is a block of `--block` steps of SGD then the same block of
 Adam, timed with the CPU clock. The figure is the median over the pairs of Adam's block time
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks import common  # noqa: E402
-from fnn.optim import adam, sgd  # noqa: E402
+from benchmarks.bench_train import OPTIMIZERS, sizes_for  # noqa: E402
 from fnn.train import batches, init_state, train_step  # noqa: E402
 
 
@@ -38,10 +38,11 @@ def paired_ratios(hidden: int, pairs: int, block: int, batch: int) -> tuple[list
     """(Adam/SGD block-time ratios, SGD's and Adam's best seconds per step) over `pairs` pairs;
     the first two pairs warm the buffers up and are left out."""
     X, y = common.synthetic_data(common.N_TRAIN, "float32")
-    stream = batches(np.random.default_rng(common.SEED), X, y, batch, epochs=10**6)
-    optimizers = {"sgd": sgd(0.05, momentum=0.9), "adam": adam(1e-3)}
+    epochs = -(-(pairs + 2) * block * batch // common.N_TRAIN)  # enough batches for every block
+    stream = batches(np.random.default_rng(common.SEED), X, y, batch, epochs)
+    optimizers = {name: OPTIMIZERS[name]() for name in ("sgd", "adam")}  # the Epoch benchmark's two
     steps = {name: partial(train_step, optimizer=opt) for name, opt in optimizers.items()}
-    states = {name: init_state(common.network((784, hidden, 10), "float32"), opt) for name, opt in optimizers.items()}
+    states = {name: init_state(common.network(sizes_for(hidden), "float32"), opt) for name, opt in optimizers.items()}
     seconds: dict[str, list[float]] = {name: [] for name in optimizers}
     for _ in range(pairs + 2):
         chunk = list(toolz.take(block, stream))
