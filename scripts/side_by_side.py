@@ -60,6 +60,7 @@ from fnn.optim import sgd  # noqa: E402
 from fnn.train import batches, evaluate, init_state, train_step  # noqa: E402
 
 FRAMEWORKS = ("fnn", "pytorch", "scikit-learn")
+PEERS = FRAMEWORKS[1:]
 MOMENTUM = 0.9
 # wall: time.perf_counter; cpu: time.process_time, the CPU seconds of all the process's threads,
 # which other processes' load disturbs far less (with --threads 1 it equals wall time when idle)
@@ -325,7 +326,7 @@ def paired_ratios(rounds: list[dict[str, dict]]) -> list[tuple[str, float, float
     peer's same epoch of the same round, first epochs (warm-up) left out: the two ran back to
     back, so a slow spell of the machine falls on both instead of on one framework's run."""
     out = []
-    for peer in ("pytorch", "scikit-learn"):
+    for peer in PEERS:
         pairs = [a / b for r in rounds if "fnn" in r and peer in r
                  for a, b in zip(r["fnn"]["epoch_seconds"][1:], r[peer]["epoch_seconds"][1:])]
         if pairs:
@@ -374,7 +375,7 @@ def ratios(rows: list[dict]) -> list[str]:
     lines = []
     for arch in dict.fromkeys(r["arch"] for r in rows):
         by = {r["framework"]: r["s/epoch"] for r in rows if r["arch"] == arch}
-        for peer in ("pytorch", "scikit-learn"):
+        for peer in PEERS:
             if "fnn" in by and peer in by:
                 lines.append(f"{arch}: fnn / {peer} seconds per epoch = {by['fnn'] / by[peer]:.2f}")
     return lines
@@ -421,8 +422,8 @@ def main(argv=None) -> int:
     frameworks = [f for f in args.frameworks.split(",") if not print_skip(f)]
     rows, paired = [], []
     for hidden in args.hidden:
-        # interleaved repeats, each framework's fastest kept: load from other processes
-        # slows runs down, never up, so the minimum is the least disturbed figure
+        # rounds, each framework's fastest run kept for the table: load from other processes
+        # slows runs down, never up; the paired lines use every epoch of every round
         rounds = []
         for _ in range(args.repeats):
             rounds.append(run_round(args, frameworks, hidden))
