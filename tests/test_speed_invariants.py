@@ -6,6 +6,7 @@ references, and cheap input screening still finds every non-finite input.
 from __future__ import annotations
 
 import weakref
+from collections import namedtuple
 from functools import partial
 
 import attrs
@@ -14,6 +15,8 @@ import pytest
 import toolz
 
 import fnn
+from fnn import tree as tree_module
+from fnn.layers import Dropout, LeakyRelu
 from fnn.optim import _flush_period, adam, apply_updates, gd, sgd
 from fnn.train import Batch, batches, evaluate, init_state, train_step
 from fnn.tree import new_buffer, tree_map, tree_map_raveled, tree_ravel, tree_unravel, tree_zeros_like
@@ -53,10 +56,6 @@ def test_unravel_rebuilds_every_kind_of_node_the_same_way_the_first_time_and_aft
     """tree_unravel walks a structure once and then reuses its plan for the records it built:
     records with static fields, leafless records, tuples, named tuples, lists and dicts must
     come back the same either way."""
-    from collections import namedtuple
-
-    from fnn.layers import Dropout, LeakyRelu
-
     Pair = namedtuple("Pair", "a b")
     params, _, _ = problem()
     mixed = {"net": params, "extra": [Pair(np.zeros((2, 3)), np.zeros(1)), (np.zeros(4),)],
@@ -81,8 +80,6 @@ def test_backward_grads_reuse_the_params_plan_only_when_built_like_them():
     """The grads of an all-Dense network are built node for node like its params, so they share
     the params' unravel plan (no walk per step); a layer whose gradient is some other record
     must not inherit it."""
-    from fnn import tree as tree_module
-
     params, X, y = problem()
     params = tree_unravel(params, np.concatenate([x.ravel() for x in leaves(params)]))  # planned
     grads = fnn.grads(params, X, y)
