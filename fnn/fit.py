@@ -28,6 +28,7 @@ from fnn.layers import RELU_FAMILY
 from fnn.nn import check_batch, check_labels, forward_pass
 from fnn.optim import Optimizer
 from fnn.params import MLP
+from fnn.text import count
 from fnn.train import Batch, StepOutput, TrainState, advance, batches, init_state, scan, steps_per_epoch
 from fnn.tree import global_norm, tree_leaves
 
@@ -217,7 +218,7 @@ def _diverged(m: Monitor, loss: float, state: TrainState, good: TrainState, opti
 def _absorb(m: Monitor, obs: _Observation | None, *, optimizer, epochs, monitor, patience, has_dev) -> Monitor:
     """The monitor after one more evaluation point (or after the stream ended: obs is _END)."""
     if obs is _END:
-        return attrs.evolve(m, fresh=False, stopped="completed", message=f"completed {epochs} epochs")
+        return attrs.evolve(m, fresh=False, stopped="completed", message=f"completed {count(epochs, 'epoch')}")
     out = obs.step.out
     if obs.row is None:  # the loss at out.previous's params was not finite
         return _diverged(m, out.loss, out.previous, obs.step.certified, optimizer)

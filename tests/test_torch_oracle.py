@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def peers():
     """benchmarks.peers, which imports torch (skipped when PyTorch is not installed)."""
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="PyTorch is not installed: an optional multi-gigabyte peer (pip install torch==2.13.0)")
     import benchmarks.peers
 
     return benchmarks.peers

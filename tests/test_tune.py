@@ -301,7 +301,7 @@ def test_tune_command_samples_points_and_repeats_seeds(capsys, tmp_path):
     best = table.loc[table["dev_acc"].idxmax()]
     _, meta = load_model(out / "model.npz")
     assert meta["training_config"]["seed"] == best["seed"] and meta["training_config"]["lr"] == best["lr"]
-    assert "mean of 2 seeds" in printed and "random points x 2 seed(s)" in printed
+    assert "mean of 2 seeds" in printed and "random points x 2 seeds" in printed
 
 
 # ---------------------------------------------------------------- choosing the best

@@ -23,6 +23,7 @@ import traceback
 
 from fnn.cli import evaluate, flags, gradcheck, predict, serve, train, tune
 from fnn.errors import DataError, ModelFileError, TrainingDiverged, UserError
+from fnn.version import __version__
 
 COMMANDS = (train, tune, evaluate, predict, gradcheck, serve)
 SIGPIPE_STATUS = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
@@ -35,6 +36,7 @@ def build_parser() -> flags.Parser:
         description="A from-scratch NumPy neural network for MNIST-style 28x28 digits.",
         epilog="Run 'fnn <command> --help' for the flags of each command.",
     )
+    parser.add_argument("--version", action="version", version=f"fnn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="command", required=True)
     common = flags.common_flags()
     for command in COMMANDS:

@@ -145,9 +145,9 @@ def common_flags() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--threads", type=positive_int, default=1,
-        help="BLAS threads for this process; 1 never waits on a core another process holds, and "
-        "measured faster in every case tried on a 2-core machine (see README); 2 or more may win "
-        "on a quiet machine with big networks",
+        help="BLAS threads for this process. 1 never waits on a core another process holds; on a "
+        "quiet 2-core machine 2 threads trained 1.3-1.4x faster, but beside one busy core 1.9-2.7x "
+        "slower, so 1 is the default (README, 'thread table'); pass 2 on a machine you have to yourself",
     )
     common.add_argument("--debug", action="store_true", help="on an error, print the full traceback too")
     return common

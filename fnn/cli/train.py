@@ -14,6 +14,7 @@ from fnn.cli import flags, runs
 from fnn.config import TrainConfig, make_optimizer
 from fnn.files import staged_folder
 from fnn.params import init
+from fnn.text import count
 from fnn.train import steps_per_epoch
 
 
@@ -74,7 +75,7 @@ def run(args) -> int:
             f"data {args.data}: {len(splits.train.X)} train / {len(splits.dev.X)} dev / "
             f"{len(splits.test.X)} test rows; network {flags.format_sizes(sizes)} {config.activation}{dropout}, "
             f"{config.optimizer} lr {config.lr:g} ({config.schedule}), batch {config.batch_size}, "
-            f"{config.epochs} epochs"
+            f"{count(config.epochs, 'epoch')}"
         )
         summary = runs.train_and_save(args, config, splits, folder, checkpoints=True)
     runs.print_summary(summary, out)

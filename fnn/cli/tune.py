@@ -21,6 +21,7 @@ from fnn.cli import flags, runs
 from fnn.data import Dataset
 from fnn.errors import UserError
 from fnn.files import staged_folder
+from fnn.text import count
 
 HIDDENS = ((64,), (110,), (128,))
 L2S = (0.0, 0.1, 1.0)
@@ -172,7 +173,7 @@ def _executor(args):
     if args.scheduler is None:
         pool = tune.worker_pool(args.workers)
         try:
-            yield pool, f"{args.workers} worker(s)"
+            yield pool, count(args.workers, "worker")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return
@@ -180,7 +181,7 @@ def _executor(args):
     executor = client.get_executor()
     try:
         workers = len(client.scheduler_info()["workers"])
-        yield ScatteredData(client, executor), f"Dask scheduler {args.scheduler} ({workers} worker(s))"
+        yield ScatteredData(client, executor), f"Dask scheduler {args.scheduler} ({count(workers, 'worker')})"
     finally:
         executor.shutdown(wait=False)  # cancels what is still pending on the cluster
         client.close()
@@ -231,8 +232,8 @@ def run(args) -> int:
                 raise flags.FlagError("tune scores each grid point on the dev split, which is empty; pass --dev > 0")
             print(
                 f"data {args.data}: {len(splits.train.X)} train / {len(splits.dev.X)} dev rows; "
-                f"{len(points)} {'random' if args.samples else 'grid'} points x {args.repeats} seed(s) "
-                f"on {where}, {base.epochs} epochs each"
+                f"{len(points)} {'random' if args.samples else 'grid'} points x {count(args.repeats, 'seed')} "
+                f"on {where}, {count(base.epochs, 'epoch')} each"
             )
             bar = tqdm(total=n_runs, desc="tune", unit="run", disable=not runs.show_progress(args), file=sys.stderr)
             try:

@@ -45,7 +45,7 @@ def _fail(path: Path, problem: str, fix: str) -> ModelFileError:
     return ModelFileError(f"{path}: {problem}. {fix}")
 
 
-_RETRAIN = "Re-save it with fnn.io.save_model (e.g. `fnn train --out model.npz`)."
+_RETRAIN = "Re-save it with fnn.io.save_model, or train a new one: `fnn train --out runs/x` writes runs/x/model.npz."
 _RECOPY = "Re-copy or re-save the file."
 
 
@@ -305,7 +305,10 @@ def load_model(path: str | os.PathLike, layers: Mapping[str, type] | None = None
     path = Path(path)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "is not a regular file (a FIFO, device or socket)" if path.exists() else "does not exist"
-        raise _fail(path, f"model file {what}", "Check the path, or train one with `fnn train --out model.npz`.")
+        inside = path / "model.npz"
+        fix = (f"A run folder holds its model: pass {inside}." if inside.is_file()
+               else "Check the path, or train one: `fnn train --out runs/x` writes runs/x/model.npz.")
+        raise _fail(path, f"model file {what}", fix)
     with open(path, "rb") as f:
         head = f.read(4)
     if head not in ZIP_MAGIC:
