@@ -1,7 +1,8 @@
 """Checkpoints: a training run's `fit` Monitor as one `.npz` that never pickles.
 
     state.params.{i}   the i-th leaf of the state's params (`tree_leaves` order)
-    state.opt.{i}      the i-th leaf of the optimizer state (velocities, moments, step counts)
+    state.opt.{i}      the i-th leaf of the optimizer state (velocities, moments over the flat
+                       params, step counts)
     best.{i}           the i-th leaf of the best params so far
     checkpoint.json    a 0-d text array: step, epoch, seed, best, since_best, the history rows
                        so far (NaN as null), and the caller's metadata (the run's config, data)
@@ -27,10 +28,11 @@ from fnn.fit import Monitor
 from fnn.optim import Optimizer
 from fnn.params import MLP
 from fnn.train import TrainState
-from fnn.tree import tree_leaves, tree_map
+from fnn.tree import ravel, ravel_spec, tree_leaves, tree_map
 
 META_KEY = "checkpoint.json"
 FORMAT = "fnn-checkpoint"
+VERSION = 2  # 2: the optimizer state is over the flat params (fnn.tree.ravel); 1 had it per layer
 
 
 class CheckpointError(UserError, ValueError):
@@ -51,6 +53,7 @@ def save_checkpoint(path: str | os.PathLike, monitor: Monitor, metadata: dict) -
     }
     meta = {
         "format": FORMAT,
+        "version": VERSION,
         "step": state.step,
         "epoch": state.epoch,
         "seed": state.seed,
@@ -85,6 +88,11 @@ def _read(path: Path) -> tuple[dict, dict]:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); {fix}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an fnn checkpoint; {fix}")
+    if meta.get("version", 1) != VERSION:
+        raise CheckpointError(
+            f"{path}: a version {meta.get('version', 1)} checkpoint, and this fnn reads version {VERSION}; "
+            "finish that run with the fnn that started it, or start a new run"
+        )
     return arrays, meta
 
 
@@ -119,15 +127,19 @@ def load_checkpoint(path: str | os.PathLike, params: MLP, optimizer: Optimizer) 
     """
     path = Path(path)
     arrays, meta = _read(path)
+    spec = ravel_spec(params)
+    flat = ravel(spec, _restore(path, arrays, "state.params", params))
     state = TrainState(
-        params=_restore(path, arrays, "state.params", params),
-        opt_state=_restore(path, arrays, "state.opt", optimizer.init(params)),
+        flat=flat,
+        spec=spec,
+        opt_state=_restore(path, arrays, "state.opt", optimizer.init(flat)),
         step=int(meta["step"]),
         epoch=int(meta["epoch"]),
         seed=int(meta["seed"]),
     )
     rows = tuple({key: math.nan if value is None else value for key, value in row.items()} for row in meta["rows"])
     monitor = Monitor(
+        state=state,
         start=0.0,
         good=state,
         best_params=_restore(path, arrays, "best", params),

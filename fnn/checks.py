@@ -24,6 +24,13 @@ def positive_int(name: str, value) -> int:
     return int(value)
 
 
+def non_negative_int(name: str, value) -> int:
+    """`value` as an int >= 0, or ValueError naming `name`."""
+    if not is_int(value) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return int(value)
+
+
 def optional_positive_int(name: str, value) -> int | None:
     """None, or `value` as an int >= 1."""
     if value is None:

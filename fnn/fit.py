@@ -1,14 +1,17 @@
-"""`fit`: the training fold, observed. Small pure pieces over the stream of states:
+"""`fit`: the training fold, observed. One scan over the batch stream:
 
-    steps    = accumulate(advance, batches, start)        every update, with its loss and grads
-    points   = filter(is_point, steps)                    evaluation points: epoch ends, every
-                                                          `eval_every` updates, a non-finite loss
-    observed = map(observe, points)                       a history row (or a divergence) each
-    monitors = accumulate(absorb, observed + [END], m0)   a frozen Monitor: rows, best params,
-                                                          best score, evaluations since the best
-    final    = first monitor that says stop               "completed", "early_stop", "diverged"
+    monitors = accumulate(fold_step, batches, m0)    m: a frozen Monitor, the fold's one
+                                                     accumulator (state, history, best, ...)
+    final    = first(m for m in monitors if m.stopped)
 
-Everything is lazy, so the stream stops being computed the moment the monitor says stop.
+`fold_step(m, batch)` runs `train_step` on m.state and, at an evaluation point (each epoch's
+end, every `eval_every` updates, the last update), records a history row, the best params and
+the last good state; it sets `stopped` ("completed", "early_stop", "diverged") when the run
+must end. The stream is lazy, so nothing is computed past the first stopped monitor.
+
+`fit` owns the states of its fold, so it donates each one to the next step (see
+`fnn.train.train_step`): a step writes into the buffers of the one before. What it keeps (the
+best params, the last good state) it copies, once per evaluation point.
 """
 
 from __future__ import annotations
@@ -24,13 +27,12 @@ import numpy as np
 import toolz
 
 from fnn import checks
-from fnn.layers import RELU_FAMILY
 from fnn.nn import check_batch, check_labels, forward_pass
 from fnn.optim import Optimizer
 from fnn.params import MLP
 from fnn.text import count
-from fnn.train import Batch, StepOutput, TrainState, advance, batches, init_state, scan, steps_per_epoch
-from fnn.tree import global_norm, tree_leaves
+from fnn.train import Batch, StepOutput, TrainState, advance, batches, copy_state, init_state, scan, steps_per_epoch
+from fnn.tree import global_norm, tree_leaves, tree_map, unravel
 
 if TYPE_CHECKING:  # pandas loads when fit builds its history, not with `import fnn`
     import pandas as pd
@@ -45,13 +47,13 @@ DIVERGENCE_FACTOR = 10.0
 class FitResult:
     """What `fit` returns.
 
-    state: the final TrainState; after a divergence, the last state whose loss was finite.
+    state: the final TrainState; after a divergence, the last evaluated state (its loss finite).
     best_params: the params at the history's best row for the monitored dev metric (the final
         params when there is no dev set).
     history: pandas DataFrame, one row per evaluation (see `fit`).
     stopped: "completed", "early_stop" or "diverged"; message: one clause saying why, naming
-        the step and learning rate when the loss diverged (then `state.step` is the step whose
-        parameters were kept, the last with a finite loss).
+        the step and learning rate when the loss diverged (then `state.step` is the step of the
+        parameters kept: the last evaluation's).
     """
 
     state: TrainState
@@ -84,86 +86,157 @@ def _labelled(params: MLP, name: str, data) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-# ---------------------------------------------------------------- the pieces of the fold
+# ---------------------------------------------------------------- the fold's accumulator
 
 
 @attrs.frozen(eq=False)
-class _Step:
-    """One update (`out`) and `certified`: the latest state whose loss is known to be finite
-    (NaNs propagate through the matmuls, so a finite loss certifies the params it came from)."""
+class Monitor:
+    """The fold's accumulator; after a recorded row, also a checkpoint (`fit(...,
+    checkpoint=save)` receives it, `fit(..., resume=monitor)` continues from it).
 
-    out: StepOutput
-    certified: TrainState
+    state: the live state (donated to the next step: read it, never keep it); good: a copy of
+    the state of the last recorded row; rows: the history so far; best, best_params,
+    since_best: the monitored metric's best value, a copy of its params, evaluations since it;
+    start: the clock when training began, less the seconds already trained before a resume;
+    eval_seconds: time spent evaluating (excluded from `seconds`); fresh: this step added a
+    row; stopped, message: set when the fold must stop.
+    """
 
-
-def _next_step(prev: _Step, batch: Batch, optimizer: Optimizer, l2: float) -> _Step:
-    out = advance(prev.out.state, batch, optimizer, l2)
-    return _Step(out, out.previous if math.isfinite(out.loss) else prev.certified)
-
-
-def _is_point(eval_every: int | None, last: int, full_batch: bool, step: _Step) -> bool:
-    """Evaluate after every `eval_every` updates and at each epoch's end; in full-batch training,
-    where every update ends an epoch, `eval_every` alone decides (and the last update). A
-    non-finite loss is always a point: the monitor stops there."""
-    out = step.out
-    t = out.state.step
-    every = bool(eval_every and t % eval_every == 0)
-    at_end = (out.end and not (full_batch and eval_every)) or t == last
-    return at_end or every or not math.isfinite(out.loss)
+    state: TrainState
+    good: TrainState
+    best_params: MLP
+    start: float
+    rows: tuple[dict, ...] = ()
+    best: float = math.nan
+    since_best: int = 0
+    eval_seconds: float = 0.0
+    fresh: bool = False
+    stopped: str | None = None
+    message: str = ""
 
 
 @attrs.frozen(eq=False)
-class _Observation:
-    """An evaluation point: its step, its history row (None when the step's loss was not
-    finite) and the clock on entering and leaving the evaluation."""
+class _Run:
+    """What stays fixed through a fit: the optimizer and l2, the evaluation sets and settings."""
 
-    step: _Step
-    row: dict | None
-    entered: float
-    left: float
+    optimizer: Optimizer
+    l2: float
+    epochs: int
+    last: int  # the last update's step
+    eval_every: int | None
+    full_batch: bool
+    train_eval: tuple
+    dev: tuple | None
+    chunk: int
+    monitor: str
+    patience: int | None
+    clock: Callable[[], float]
 
 
-def _last_lr(optimizer: Optimizer, state: TrainState) -> float:
-    """The learning rate the update that produced `state` used (NaN if the optimizer has none)."""
-    return optimizer.schedule(state.step - 1) if optimizer.schedule is not None else math.nan
+def _is_point(run: _Run, state: TrainState, batch: Batch) -> bool:
+    """Whether the update `state` is about to make on `batch` is evaluated: every `eval_every`
+    updates and at each epoch's end; in full-batch training, where every update ends an epoch,
+    `eval_every` alone decides (and the last update)."""
+    t = state.step + 1
+    every = bool(run.eval_every and t % run.eval_every == 0)
+    return every or (batch.end and not (run.full_batch and run.eval_every)) or t == run.last
 
 
-def _row(out: StepOutput, optimizer: Optimizer, train_eval, dev, chunk: int) -> dict:
+def _fold_step(run: _Run, m: Monitor, batch: Batch) -> Monitor:
+    """The monitor after one more update. At evaluation points the step donates nothing, so
+    its gradient and update are there for the health columns."""
+    point = _is_point(run, m.state, batch)
+    out = advance(m.state, batch, run.optimizer, run.l2, donate=not point)
+    if not math.isfinite(out.loss):  # the params this step started from are not sane
+        return _diverged(run, m, out.loss, m.state.step)
+    m = attrs.evolve(m, state=out.state, fresh=False)
+    return _record(run, m, out) if point else m
+
+
+def _last_lr(optimizer: Optimizer, step: int) -> float:
+    """The learning rate of the update that produced step `step` (NaN if the optimizer has none)."""
+    return optimizer.schedule(step - 1) if optimizer.schedule is not None else math.nan
+
+
+def _diverged(run: _Run, m: Monitor, loss: float, step: int) -> Monitor:
+    """Stop: a non-finite or exploding loss at step `step`; keep the last recorded state."""
+    message = (
+        f"diverged: the training loss became {loss} at step {step} (epoch {m.good.epoch + 1}) "
+        f"with learning rate {_last_lr(run.optimizer, step):g}"
+    )
+    return attrs.evolve(m, fresh=False, stopped="diverged", message=message)
+
+
+def _record(run: _Run, m: Monitor, out: StepOutput) -> Monitor:
+    """The monitor with `out.state`'s history row, or stopped if the row shows divergence."""
+    entered = run.clock()
+    row = _row(run, out)
+    if not math.isfinite(row["train_loss"]) or (
+        m.rows and row["train_loss"] > DIVERGENCE_FACTOR * max(m.rows[0]["train_loss"], 1.0)
+    ):  # this update broke the params, or they are exploding (a huge lr in full-batch gd)
+        return _diverged(run, m, row["train_loss"], out.state.step)
+    row["seconds"] = entered - m.start - m.eval_seconds
+    m = attrs.evolve(
+        m, good=copy_state(out.state), rows=m.rows + (row,), eval_seconds=m.eval_seconds + run.clock() - entered,
+        fresh=True,
+    )
+    if run.dev is None or math.isnan(m.best) or _improved(run.monitor, row[run.monitor], m.best):
+        m = attrs.evolve(m, best=row[run.monitor], best_params=m.good.params, since_best=0)
+    else:
+        m = attrs.evolve(m, since_best=m.since_best + 1)
+    if run.patience is not None and m.since_best >= run.patience:
+        message = (
+            f"stopped early at step {out.state.step}: {run.monitor} did not improve for {run.patience} "
+            f"evaluations; best {run.monitor} = {m.best:.4f}"
+        )
+        return attrs.evolve(m, stopped="early_stop", message=message)
+    return _completed_at_the_end(run, m)
+
+
+def _completed_at_the_end(run: _Run, m: Monitor) -> Monitor:
+    """`m`, stopped as "completed" when its state made the run's last update."""
+    if m.state.step < run.last:
+        return m
+    return attrs.evolve(m, stopped="completed", message=f"completed {count(run.epochs, 'epoch')}")
+
+
+def _improved(monitor: str, value: float, best: float) -> bool:
+    return value > best if monitor == "dev_acc" else value < best
+
+
+def _row(run: _Run, out: StepOutput) -> dict:
     """One history row for `out.state` (see `fit` for the columns; `seconds` is the monitor's)."""
-    params = out.state.params
-    train_scan = scan(params, *train_eval, chunk)
-    dev_scan = scan(params, *dev, chunk) if dev is not None else None
+    state = out.state
+    params = state.params
+    train_scan = scan(params, *run.train_eval, run.chunk)
+    dev_scan = scan(params, *run.dev, run.chunk) if run.dev is not None else None
+    grads, updates = unravel(state.spec, out.grads), unravel(state.spec, out.updates)
     owners = [j for j, layer in enumerate(params.layers) if tree_leaves(layer)]
     return {
-        "step": out.state.step,
-        "epoch": out.state.epoch,
-        "lr": _last_lr(optimizer, out.state),
+        "step": state.step,
+        "epoch": state.epoch,
+        "lr": _last_lr(run.optimizer, state.step),
         "seconds": math.nan,
         "train_loss": train_scan.ce_sum / train_scan.rows,
         "train_acc": train_scan.correct / train_scan.rows,
         "dev_loss": dev_scan.ce_sum / dev_scan.rows if dev_scan is not None else math.nan,
         "dev_acc": dev_scan.correct / dev_scan.rows if dev_scan is not None else math.nan,
-        **{f"grad_norm_{i}": global_norm(out.grads.layers[j]) for i, j in enumerate(owners, 1)},
+        **{f"grad_norm_{i}": global_norm(grads.layers[j]) for i, j in enumerate(owners, 1)},
         **{
-            f"update_ratio_{i}": global_norm(out.updates.layers[j]) / global_norm(params.layers[j])
+            f"update_ratio_{i}": global_norm(updates.layers[j]) / global_norm(params.layers[j])
             for i, j in enumerate(owners, 1)
         },
         **{name: 1.0 - float(alive.mean()) for name, alive in zip(_dead_columns(params), train_scan.alive)},
     }
 
 
-def _observe(step: _Step, optimizer, train_eval, dev, chunk: int, clock) -> _Observation:
-    entered = clock()
-    row = _row(step.out, optimizer, train_eval, dev, chunk) if math.isfinite(step.out.loss) else None
-    return _Observation(step, row, entered, clock())
-
-
 def _dead_columns(params: MLP) -> list[str]:
-    """dead_frac_<i> for each ReLU-family layer, i = the number of parameter layers before it."""
+    """dead_frac_<i> for each layer declaring `relu_family`, i = the number of parameter layers
+    before it."""
     names, owners = [], 0
     for layer in params.layers:
         owners += bool(tree_leaves(layer))
-        if isinstance(layer, RELU_FAMILY):
+        if getattr(layer, "relu_family", False):
             names.append(f"dead_frac_{owners}")
     return names
 
@@ -177,74 +250,6 @@ def history_columns(params: MLP) -> list[str]:
         + [f"update_ratio_{i}" for i in owners]
         + _dead_columns(params)
     )
-
-
-@attrs.frozen(eq=False)
-class Monitor:
-    """The fold's accumulator over evaluation points; after a recorded row, also a checkpoint
-    (`fit(..., checkpoint=save)` receives it, `fit(..., resume=monitor)` continues from it).
-
-    rows: the history so far; good: the latest state known to be finite; best, best_params,
-    since_best: the monitored metric's best value, its params, evaluations since it;
-    eval_seconds: time spent evaluating (excluded from `seconds`); fresh: the last point added
-    a row; stopped, message: set when the fold must stop.
-    """
-
-    start: float
-    good: TrainState
-    best_params: MLP
-    rows: tuple[dict, ...] = ()
-    best: float = math.nan
-    since_best: int = 0
-    eval_seconds: float = 0.0
-    fresh: bool = False
-    stopped: str | None = None
-    message: str = ""
-
-
-_END = None  # appended to the observations: the stream of batches ran out
-
-
-def _diverged(m: Monitor, loss: float, state: TrainState, good: TrainState, optimizer) -> Monitor:
-    """Stop: a non-finite loss seen at `state`, one update after `good`."""
-    message = (
-        f"diverged: the training loss became {loss} at step {state.step} (epoch {good.epoch + 1}) "
-        f"with learning rate {_last_lr(optimizer, state):g}"
-    )
-    best_params = m.best_params if m.rows else good.params
-    return attrs.evolve(m, good=good, best_params=best_params, fresh=False, stopped="diverged", message=message)
-
-
-def _absorb(m: Monitor, obs: _Observation | None, *, optimizer, epochs, monitor, patience, has_dev) -> Monitor:
-    """The monitor after one more evaluation point (or after the stream ended: obs is _END)."""
-    if obs is _END:
-        return attrs.evolve(m, fresh=False, stopped="completed", message=f"completed {count(epochs, 'epoch')}")
-    out = obs.step.out
-    if obs.row is None:  # the loss at out.previous's params was not finite
-        return _diverged(m, out.loss, out.previous, obs.step.certified, optimizer)
-    if not math.isfinite(obs.row["train_loss"]):  # this update broke the params
-        return _diverged(m, obs.row["train_loss"], out.state, obs.step.certified, optimizer)
-    if m.rows and obs.row["train_loss"] > DIVERGENCE_FACTOR * max(m.rows[0]["train_loss"], 1.0):
-        # finite but exploding (a huge lr in full-batch gd): as good as diverged; keep the best so far
-        return _diverged(m, obs.row["train_loss"], out.state, m.good, optimizer)
-    row = {**obs.row, "seconds": obs.entered - m.start - m.eval_seconds}
-    m = attrs.evolve(
-        m, good=out.state, rows=m.rows + (row,), eval_seconds=m.eval_seconds + obs.left - obs.entered, fresh=True
-    )
-    if not has_dev or math.isnan(m.best) or _improved(monitor, row[monitor], m.best):
-        return attrs.evolve(m, best=row[monitor], best_params=out.state.params, since_best=0)
-    m = attrs.evolve(m, since_best=m.since_best + 1)
-    if patience is not None and m.since_best >= patience:
-        message = (
-            f"stopped early at step {out.state.step}: {monitor} did not improve for {patience} "
-            f"evaluations; best {monitor} = {m.best:.4f}"
-        )
-        return attrs.evolve(m, stopped="early_stop", message=message)
-    return m
-
-
-def _improved(monitor: str, value: float, best: float) -> bool:
-    return value > best if monitor == "dev_acc" else value < best
 
 
 # ---------------------------------------------------------------- fit
@@ -289,8 +294,8 @@ def fit(
         cheap; evaluations run `eval_chunk` rows at a time, without dropout.
     callback: called with each history row (a dict) as it is recorded, e.g. a progress bar.
     clock: the time source for the `seconds` column (time.perf_counter).
-    checkpoint: called with the Monitor after each recorded row (its `good` is the state of
-        that row): everything `resume` needs (see `fnn.checkpoint` for a file form).
+    checkpoint: called with the Monitor after each recorded row (its `good` is a copy of the
+        state of that row): everything `resume` needs (see `fnn.checkpoint` for a file form).
     resume: such a Monitor: training continues from its state, history and best params, and
         ends with the same bits as a run never interrupted (same rng, data and arguments).
 
@@ -306,9 +311,9 @@ def fit(
                                of its units that are 0 for every train-subset row
 
     A non-finite training loss stops the run at once: `stopped` is "diverged", the message names
-    the step and learning rate, and `state` holds the last parameters whose loss was finite. So
-    does a training loss above DIVERGENCE_FACTOR times the first evaluation's (at least 1);
-    then `state` is the last evaluated one.
+    the step and learning rate, and `state` holds the last evaluated parameters (whose loss was
+    finite). So does a training loss above DIVERGENCE_FACTOR times the first evaluation's (at
+    least 1).
     """
     X, y = _labelled(params, "train", train)
     dev = _labelled(params, "dev", dev) if dev is not None else None
@@ -326,35 +331,28 @@ def fit(
     per_epoch = steps_per_epoch(X.shape[0], batch_size)
     n = X.shape[0]
     rows = np.sort(subset_rng.choice(n, size=train_eval_size, replace=False)) if n > train_eval_size else None
-    train_eval = (X[rows], y[rows]) if rows is not None else (X, y)
-
-    state0 = init_state(params, optimizer, seed=int(seed_rng.integers(2**63)))
+    run = _Run(
+        optimizer, l2, epochs, epochs * per_epoch, eval_every, per_epoch == 1,
+        (X[rows], y[rows]) if rows is not None else (X, y), dev, eval_chunk, monitor, patience, clock,
+    )
+    seed = int(seed_rng.integers(2**63))
     if resume is not None:  # the same stream, less the batches the resumed state has seen
-        state0 = resume.good
-        start = attrs.evolve(resume, start=clock() - resume.rows[-1]["seconds"], eval_seconds=0.0, fresh=False)
+        start = _completed_at_the_end(run, attrs.evolve(  # a run checkpointed at its end is complete
+            resume, state=copy_state(resume.good), start=clock() - resume.rows[-1]["seconds"], eval_seconds=0.0,
+            fresh=False, stopped=None, message="",
+        ))
     else:
-        start = Monitor(clock(), state0, params)
-    steps = toolz.drop(1, toolz.accumulate(
-        functools.partial(_next_step, optimizer=optimizer, l2=l2),
-        toolz.drop(state0.step, batches(stream_rng, X, y, batch_size, epochs)),
-        _Step(StepOutput(state0, state0, 0.0, None, None, False), state0),
-    ))
-    observed = map(
-        functools.partial(_observe, optimizer=optimizer, train_eval=train_eval, dev=dev, chunk=eval_chunk, clock=clock),
-        filter(functools.partial(_is_point, eval_every, epochs * per_epoch, per_epoch == 1), steps),
-    )
-    absorb = functools.partial(
-        _absorb, optimizer=optimizer, epochs=epochs, monitor=monitor, patience=patience, has_dev=dev is not None
-    )
+        state0 = init_state(params, optimizer, seed=seed)
+        start = Monitor(state=state0, good=copy_state(state0), best_params=params, start=clock())
+    stream = batches(stream_rng, X, y, batch_size, epochs, skip=start.state.step)
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported instead
-        monitors = toolz.accumulate(absorb, toolz.concat([observed, [_END]]), start)
-        final = toolz.first(
-            m for m in map(functools.partial(_report, callback, checkpoint), toolz.drop(1, monitors)) if m.stopped
-        )
+        monitors = toolz.accumulate(functools.partial(_fold_step, run), stream, start)
+        final = toolz.first(m for m in map(functools.partial(_report, callback, checkpoint), monitors) if m.stopped)
     import pandas as pd  # here, not at the top: `import fnn` loads numpy, attrs and toolz only
 
     history = pd.DataFrame(list(final.rows), columns=history_columns(params))
-    return FitResult(final.good, final.best_params, history, final.stopped, final.message)
+    best_params = final.best_params if final.rows else final.good.params
+    return FitResult(final.good, best_params, history, final.stopped, final.message)
 
 
 def _report(callback, checkpoint, m: Monitor) -> Monitor:

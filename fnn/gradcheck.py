@@ -27,7 +27,7 @@ import attrs
 import numpy as np
 
 from fnn import checks
-from fnn.layers import RELU_FAMILY, Dense
+from fnn.layers import Dense
 from fnn.nn import forward_pass, loss, value_and_grads
 from fnn.params import MLP, init, layer_sizes, params_dtype
 from fnn.tree import static_fields, tree_leaves, tree_map
@@ -109,7 +109,7 @@ def relative_error(a, b):
 
 
 def kink_margin(params: MLP, X: np.ndarray, rng: np.random.Generator | None = None) -> float:
-    """min |A[i, j]| over the input A of every ReLU-family layer (`fnn.layers.RELU_FAMILY`).
+    """min |A[i, j]| over the input A of every ReLU-family layer (those declaring `relu_family`).
 
     X: (m, n_0), cast to the params' dtype. rng: the Generator the check will use (Dropout
     before a ReLU changes its input); it is replayed, never advanced. The distance of the batch
@@ -119,7 +119,7 @@ def kink_margin(params: MLP, X: np.ndarray, rng: np.random.Generator | None = No
     X = np.asarray(X, dtype=params_dtype(params))
     inputs = forward_pass(params, X, replay(rng)())[0]  # inputs[j] feeds params.layers[j]
     return min(
-        (float(np.abs(A).min()) for A, layer in zip(inputs, params.layers) if isinstance(layer, RELU_FAMILY)),
+        (float(np.abs(A).min()) for A, layer in zip(inputs, params.layers) if getattr(layer, "relu_family", False)),
         default=np.inf,
     )
 

@@ -2,18 +2,36 @@
 
 A layer is a frozen attrs record with two pure methods:
 
-    forward(A, rng)      -> (Z, cache)   A: (m, n_in) -> Z: (m, n_out); rng: a Generator while
-                                         training, None otherwise (evaluation, prediction)
-    backward(cache, dZ)  -> (grads, dA)  dZ = dJ/dZ: (m, n_out) -> dA = dJ/dA: (m, n_in);
-                                         grads: a record of the layer's own type holding
-                                         dJ/dparam for each parameter (the layer itself when
-                                         it has none)
+    forward(A, rng)           -> (Z, cache)  A: (m, n_in) -> Z: (m, n_out); rng: a Generator
+                                             while training, None otherwise (evaluation)
+    backward(cache, dZ, out)  -> (grads, dA) dZ = dJ/dZ: (m, n_out) -> dA = dJ/dA: (m, n_in);
+                                             grads: a record of the layer's own type holding
+                                             dJ/dparam for each parameter (the layer itself
+                                             when it has none)
+
+`out`, when not None, is a record of the layer's type whose arrays are where the gradients go
+(views of the network's one gradient buffer): the rule writes them there (`np.matmul(...,
+out=out.W)`) and returns `out`. A layer whose `backward` takes no `out` still works: the
+network copies its gradients into place.
 
 Array fields are the layer's parameters: `tree_map`, optimizers and model files see them.
-Fields made with `fnn.tree.static(...)` are hyper-parameters (LeakyRelu's alpha, Dropout's rate): they
-ride along in params, grads and optimizer state but are never leaves.
+Fields made with `fnn.tree.static(...)` are hyper-parameters (LeakyRelu's alpha, Dropout's rate):
+they ride along in params, grads and optimizer state but are never leaves. A parameter made with
+`decayed()` is one the loss's L2 term penalises (Dense's W, never b).
 
-A layer may also define `backward_params(cache, dZ) -> grads`, the parameter half of
+What a layer declares, as class attributes (the network reads these, never the layer's type):
+    uses_rng = False            its forward never draws random numbers, so a training step
+                                needs no Generator for it (undeclared: True, the safe guess)
+    relu_family = True          its output is > 0 exactly where its input is, with a kink at 0
+                                (ReLU, leaky ReLU): training history reports the fraction of
+                                units never active, gradcheck keeps inputs clear of the kink,
+                                and `init` draws He weights for it
+    screens_nonfinite = True    a non-finite input puts NaN or inf in every output of its row
+                                (Dense), so its output screens X's finiteness in one sum
+A first layer may also tell the input width it takes as `n_in` (Dense: W's rows), so that a
+batch of the wrong width is refused with the width it needs.
+
+A layer may also define `backward_params(cache, dZ, out) -> grads`, the parameter half of
 `backward` alone. The network's backward pass calls it for the first layer that has
 parameters, whose dA would be the gradient with respect to the input X, which nothing needs
 (for Dense it saves a matrix product as large as the forward one).
@@ -21,10 +39,25 @@ parameters, whose dA would be the gradient with respect to the input X, which no
 
 from __future__ import annotations
 
+import functools
+from typing import ClassVar
+
 import attrs
 import numpy as np
 
 from fnn.tree import static
+
+
+def decayed():
+    """An attrs field for a parameter that L2 regularisation penalises (Dense's W)."""
+    return attrs.field(metadata={"decay": True})
+
+
+@functools.cache
+def decayed_names(cls: type) -> tuple[str, ...]:
+    """The names of a layer class's `decayed()` parameters."""
+    return tuple(f.name for f in attrs.fields(cls) if f.metadata.get("decay", False)) if attrs.has(cls) else ()
+
 
 def _probability(instance, attribute, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
@@ -40,8 +73,16 @@ def _finite_number(instance, attribute, value):
 class Dense:
     """Affine map Z = A W + b. W: (n_in, n_out), b: (n_out,), one float dtype."""
 
-    W: np.ndarray
-    b: np.ndarray
+    W: np.ndarray = decayed()
+    b: np.ndarray = attrs.field()
+
+    uses_rng: ClassVar[bool] = False
+    screens_nonfinite: ClassVar[bool] = True  # ±inf·w and NaN reach every unit: Z = A W + b
+
+    @property
+    def n_in(self) -> int:
+        """The input columns it takes (what `fnn.nn.check_batch` asks of X)."""
+        return self.W.shape[0]
 
     def forward(self, A, rng):
         if A.shape[1] != self.W.shape[0]:
@@ -50,23 +91,30 @@ class Dense:
         Z += self.b
         return Z, A
 
-    def backward_params(self, A, dZ):
+    def backward_params(self, A, dZ, out=None):
         # dW = Aᵀ dZ: (n_in, n_out); db = Σ_i dZ[i, :]: one entry per unit, summed over the batch
-        return Dense(W=A.T @ dZ, b=dZ.sum(axis=0))
+        if out is None:
+            return Dense(W=A.T @ dZ, b=dZ.sum(axis=0))
+        np.matmul(A.T, dZ, out=out.W)
+        np.sum(dZ, axis=0, out=out.b)
+        return out
 
-    def backward(self, A, dZ):
-        return self.backward_params(A, dZ), dZ @ self.W.T  # dA = dZ Wᵀ
+    def backward(self, A, dZ, out=None):
+        return self.backward_params(A, dZ, out), dZ @ self.W.T  # dA = dZ Wᵀ
 
 
 @attrs.frozen
 class Relu:
     """Z = max(A, 0); dA = dZ ⊙ [Z > 0]."""
 
+    uses_rng: ClassVar[bool] = False
+    relu_family: ClassVar[bool] = True
+
     def forward(self, A, rng):
         Z = np.maximum(A, 0)
         return Z, Z
 
-    def backward(self, Z, dZ):
+    def backward(self, Z, dZ, out=None):
         return self, dZ * (Z > 0)
 
 
@@ -76,11 +124,14 @@ class LeakyRelu:
 
     alpha: float = static(0.01, validator=_finite_number)
 
+    uses_rng: ClassVar[bool] = False
+    relu_family: ClassVar[bool] = True
+
     def forward(self, A, rng):
         positive = A > 0
         return np.where(positive, A, A * A.dtype.type(self.alpha)), positive
 
-    def backward(self, positive, dZ):
+    def backward(self, positive, dZ, out=None):
         return self, np.where(positive, dZ, dZ * dZ.dtype.type(self.alpha))
 
 
@@ -88,11 +139,13 @@ class LeakyRelu:
 class Tanh:
     """Z = tanh(A); dA = dZ ⊙ (1 - Z²)."""
 
+    uses_rng: ClassVar[bool] = False
+
     def forward(self, A, rng):
         Z = np.tanh(A)
         return Z, Z
 
-    def backward(self, Z, dZ):
+    def backward(self, Z, dZ, out=None):
         return self, dZ * (1 - Z * Z)
 
 
@@ -100,12 +153,14 @@ class Tanh:
 class Sigmoid:
     """Z = σ(A) = 1 / (1 + e^(-A)); dA = dZ ⊙ Z(1 - Z)."""
 
+    uses_rng: ClassVar[bool] = False
+
     def forward(self, A, rng):
         # σ(A) = (1 + tanh(A/2)) / 2: the same function, and no overflow of e^(-A) for A << 0
         Z = 0.5 * (1 + np.tanh(0.5 * A))
         return Z, Z
 
-    def backward(self, Z, dZ):
+    def backward(self, Z, dZ, out=None):
         return self, dZ * (Z * (1 - Z))
 
 
@@ -117,6 +172,8 @@ class Dropout:
 
     rate: float = static(0.5, validator=_probability)
 
+    uses_rng: ClassVar[bool] = True
+
     def forward(self, A, rng):
         if rng is None or self.rate == 0:
             return A, None
@@ -124,10 +181,9 @@ class Dropout:
         M = keep * A.dtype.type(1 / (1 - self.rate))
         return A * M, M
 
-    def backward(self, M, dZ):
+    def backward(self, M, dZ, out=None):
         return self, dZ if M is None else dZ * M
 
 
-RELU_FAMILY = (Relu, LeakyRelu)
 ACTIVATIONS = {"relu": Relu, "leaky_relu": LeakyRelu, "tanh": Tanh, "sigmoid": Sigmoid}
 BUILT_IN = {cls.__name__: cls for cls in (Dense, Relu, LeakyRelu, Tanh, Sigmoid, Dropout)}

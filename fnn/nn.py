@@ -6,13 +6,13 @@ batch X: (m, n_0)
     A_0 = X
     A_l, cache_l = f_l.forward(A_{l-1}, rng)        l = 1..L
     P   = softmax(A_L)                              (m, k): A_L are the logits, k classes
-    J   = -(1/m) Σ_i log P[i, y_i] + (l2 / (2m)) Σ ||W||²   (the W of every Dense layer, never b)
+    J   = -(1/m) Σ_i log P[i, y_i] + (l2 / (2m)) Σ ||W||²   (every `decayed` parameter W: Dense's W, never b)
 
 and backprop, with Y the one-hot labels:
 
     dA_L = (P - Y) / m
     grads_l, dA_{l-1} = f_l.backward(cache_l, dA_l)          l = L..1
-    dW  += (l2/m) W                                          for the W of every Dense layer
+    dW  += (l2/m) W                                          for every decayed parameter W
 
 Every function computes in the params' dtype (float32 by default); X is cast to it once.
 `forward_pass`, `backward` and `backprop` skip input validation (the training loop validates the
@@ -21,14 +21,15 @@ data set once); every other public function validates its inputs.
 
 from __future__ import annotations
 
-import itertools
+import functools
+import inspect
 
 import numpy as np
 
 from fnn import checks
-from fnn.layers import Dense
+from fnn.layers import decayed_names
 from fnn.params import MLP, params_dtype
-from fnn.tree import common_dtype, new_buffer, remember_raveled, tree_leaves, tree_map, tree_ravel, tree_unravel
+from fnn.tree import RavelSpec, ravel_spec, tree_leaves, tree_map, unravel
 
 # ---------------------------------------------------------------- the head: softmax + cross-entropy
 
@@ -78,17 +79,16 @@ def cross_entropy_and_delta(logits: np.ndarray, y: np.ndarray) -> tuple[float, n
 def check_batch(params: MLP, X, y=None, *, finite: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate a batch and return (X in the params' dtype, y as given).
 
-    X must be a 2-D finite numeric array with at least one row (its width is checked by the
-    first layer that has one); y, if given, a 1-D int array of the same length with labels >= 0
+    X must be a 2-D finite numeric array with at least one row, as wide as the first layer's
+    `n_in` when it tells one; y, if given, a 1-D int array of the same length with labels >= 0
     (the upper bound k is checked against the logits, `check_labels`). finite=False leaves the
     finiteness check to the caller (`check_finite`), who makes it more cheaply downstream.
     """
-    first = params.layers[0] if params.layers else None
-    width = first.W.shape[0] if isinstance(first, Dense) else "n_inputs"  # else the stack's first Dense says
+    width = getattr(params.layers[0], "n_in", None) if params.layers else None
     if not isinstance(X, np.ndarray):
-        raise TypeError(f"X must be a numpy array of shape (m, {width}), got {type(X).__name__}")
-    if X.ndim != 2 or (isinstance(first, Dense) and X.shape[1] != width):
-        raise ValueError(f"X must have shape (m, {width}) (samples in rows), got {X.shape}")
+        raise TypeError(f"X must be a numpy array of shape (m, {width or 'n_inputs'}), got {type(X).__name__}")
+    if X.ndim != 2 or (width is not None and X.shape[1] != width):
+        raise ValueError(f"X must have shape (m, {width or 'n_inputs'}) (samples in rows), got {X.shape}")
     if X.shape[0] == 0:
         raise ValueError("X is an empty batch: it needs at least one row")
     if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
@@ -114,13 +114,12 @@ def check_finite(X: np.ndarray, first_row: int = 0) -> None:
         raise ValueError(f"X holds a non-finite value (NaN or inf) in row {row}")
 
 
-def first_dense_screens_inputs(params: MLP) -> bool:
-    """Whether the first layer's output reveals every non-finite input: true for a built-in
-    Dense with finite W and b, since Z = X W + b puts NaN or ±inf in *every* unit of a row whose
-    X holds one (±inf · w is ±inf for w ≠ 0 and NaN for w = 0; ±inf plus anything finite stays
-    non-finite, and +inf - inf is NaN). Not true of the logits in general: ReLU maps -inf to 0
-    and tanh, sigmoid map ±inf to finite values."""
-    return bool(params.layers) and type(params.layers[0]) is Dense
+def first_layer_screens_inputs(params: MLP) -> bool:
+    """Whether the first layer's output reveals every non-finite input: it declares
+    `screens_nonfinite` (Dense with finite W and b: Z = X W + b puts NaN or ±inf in *every* unit
+    of a row whose X holds one, as ±inf · w is ±inf for w ≠ 0 and NaN for w = 0). Not true of
+    the logits in general: ReLU maps -inf to 0 and tanh, sigmoid map ±inf to finite values."""
+    return bool(params.layers) and getattr(params.layers[0], "screens_nonfinite", False)
 
 
 def check_labels(y: np.ndarray, k: int) -> None:
@@ -169,10 +168,10 @@ def predict(params: MLP, X: np.ndarray) -> np.ndarray:
 
 
 def l2_penalty(params: MLP, l2: float, m: int) -> float:
-    """(l2 / (2m)) Σ ||W||² over the weight matrix of every Dense layer (never b); m the batch's rows."""
+    """(l2 / (2m)) Σ ||W||² over every decayed parameter W (Dense's W, never b); m the batch's rows."""
     if l2 == 0.0:
         return 0.0
-    weights = [layer.W for layer in params.layers if isinstance(layer, Dense)]
+    weights = [getattr(layer, name) for layer in params.layers for name in decayed_names(type(layer))]
     return l2 / (2 * m) * sum(float(np.vdot(W, W)) for W in weights)
 
 
@@ -185,87 +184,64 @@ def loss(params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, rng: np.ran
     return cross_entropy(logits, y) + l2_penalty(params, l2, X.shape[0])
 
 
-def _param_leaves(layer) -> list:
-    return [layer.W, layer.b] if type(layer) is Dense else tree_leaves(layer)
+@functools.cache
+def _takes_out(method) -> bool:
+    """Whether a layer's backward rule takes `out` (a pure function of the function, memoised)."""
+    return "out" in inspect.signature(method).parameters
 
 
-def backward(params: MLP, caches: list, dA: np.ndarray, l2: float = 0.0) -> MLP:
-    """dJ/dparams from the caches of `forward_pass` and dA = dJ/dA_L: (m, k). No validation.
+def _layer_backward(layer, cache, dA: np.ndarray, out, first: bool):
+    """(grads written into `out`, dA of the layer's input; None for the first parameter layer)."""
+    rule = type(layer).backward_params if first and hasattr(layer, "backward_params") else type(layer).backward
+    result = rule(layer, cache, dA, out=out) if _takes_out(rule) else rule(layer, cache, dA)
+    g, dA = (result, None) if rule is not type(layer).backward else result
+    if g is not out:  # a rule that does not write into `out`: its gradients are copied there
+        for src, dst in zip(tree_leaves(g), tree_leaves(out), strict=True):
+            np.copyto(dst, src)
+    return dA
 
-    Runs the layers' `backward` rules from last to first. The first layer with parameters only
-    computes its parameter gradients (`backward_params` when it has one): the gradient with
-    respect to the input X is never needed. Layers before it have no parameters and are their
-    own (empty) gradients. l2 adds (l2/m) W to each Dense weight gradient, m = dA's rows.
 
-    The gradients are raveled (`fnn.tree.tree_ravel`): views into one new buffer, so that the
-    optimizer's arithmetic runs on the whole buffer at once. A built-in Dense layer's rule,
-    dW = Aᵀ dZ and db = Σ_i dZ[i, :], writes straight into its slice (the same arithmetic as
-    `Dense.backward`); any other layer's gradients are copied there.
+def backward(params: MLP, caches: list, dA: np.ndarray, l2: float, spec: RavelSpec, flat: np.ndarray) -> MLP:
+    """dJ/dparams from the caches of `forward_pass` and dA = dJ/dA_L: (m, k), written into
+    `flat` (spec.size,) in `spec`'s order (`fnn.tree.ravel_spec(params)`); returns them as a
+    record of the params' structure whose arrays are views of `flat`. No validation.
+
+    Runs the layers' `backward` rules from last to first, each writing its gradients into its
+    own views of `flat`. The first layer with parameters only computes its parameter gradients
+    (`backward_params` when it has one): the gradient with respect to the input X is never
+    needed, nor is any layer's before it (parameter-less, their own empty gradients).
+    l2 adds (l2/m) W to the gradient of each decayed parameter W, m = dA's rows.
     """
-    layers = params.layers
-    leaves = [_param_leaves(layer) for layer in layers]
-    owners = [i for i, own in enumerate(leaves) if own]
-    first = owners[0] if owners else len(layers)
+    grads = unravel(spec, flat)
+    owners = [i for i, layer in enumerate(params.layers) if tree_leaves(layer)]
+    first = owners[0] if owners else len(params.layers)
     coef = dA.dtype.type(l2 / dA.shape[0])
-    every = [leaf for own in leaves for leaf in own]
-    dtype = common_dtype(every)
-    flat = new_buffer(sum(leaf.size for leaf in every), dtype) if dtype is not None else None
-    sizes = [sum(leaf.size for leaf in own) for own in leaves]
-    ends = list(itertools.accumulate(sizes))
-    grads = list(layers)  # layers before `first` keep themselves
-    for i in range(len(layers) - 1, first - 1, -1):
-        layer = layers[i]
-        region = None if flat is None else flat[ends[i] - sizes[i] : ends[i]]
-        if region is not None and type(layer) is Dense:
-            W = layer.W
-            g = Dense(W=region[: W.size].reshape(W.shape), b=region[W.size :])
-            np.matmul(caches[i].T, dA, out=g.W)  # dW = Aᵀ dZ: (n_in, n_out)
-            np.sum(dA, axis=0, out=g.b)  # db: one entry per unit, summed over the batch
-            if i != first:
-                dA = dA @ W.T  # dA = dZ Wᵀ
-        else:
-            if i == first and hasattr(layer, "backward_params"):
-                g = layer.backward_params(caches[i], dA)
-            else:
-                g, dA = layer.backward(caches[i], dA)
-            if region is not None and leaves[i]:
-                g = _into(g, region)
-        if l2 and isinstance(layer, Dense):
-            g.W[...] += coef * layer.W  # a buffer allocated here, or by Dense's backward: ours to update
-        grads[i] = g
-    grads = MLP(layers=tuple(grads))
-    if flat is not None and all(tree_ravel(grads.layers[i]) is not None for i in owners if type(layers[i]) is not Dense):
-        # when built-in Dense layers own every parameter and each other layer is its own
-        # gradient, the grads are built node for node like the params: they share its plan
-        same = all(type(layers[i]) is Dense if own else grads.layers[i] is layers[i] for i, own in enumerate(leaves))
-        remember_raveled(grads, flat, tuple(leaf.shape for leaf in every), params if same else None)
+    for i in range(len(params.layers) - 1, first - 1, -1):
+        layer, g = params.layers[i], grads.layers[i]
+        dA = _layer_backward(layer, caches[i], dA, g, i == first)
+        if l2:
+            for name in decayed_names(type(layer)):
+                getattr(g, name)[...] += coef * getattr(layer, name)  # our buffer: ours to update
     return grads
 
 
-def _into(g, region: np.ndarray):
-    """The gradient record `g` with its leaves copied into `region` (views of it), or `g` itself
-    when its leaves don't fit there (then the grads are simply not raveled)."""
-    own = tree_leaves(g)
-    if sum(np.size(leaf) for leaf in own) != region.size:
-        return g
-    moved = tree_unravel(g, region)
-    for src, dst in zip(own, tree_leaves(moved)):
-        np.copyto(dst, src)
-    return moved
-
-
 def backprop(
-    params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, rng: np.random.Generator | None = None
+    params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, rng: np.random.Generator | None = None,
+    *, spec: RavelSpec | None = None, flat: np.ndarray | None = None,
 ) -> tuple[float, MLP]:
     """`value_and_grads` without input validation: for callers that validated the data once
-    (the training loop). X: (m, n_0) in the params' dtype, y: (m,) int in [0, k)."""
-    outputs, caches = forward_pass(params, X, rng)
-    return _head_and_backward(params, outputs, caches, y, l2)
+    (the training loop). X: (m, n_0) in the params' dtype, y: (m,) int in [0, k).
+    spec, flat: where the grads go (see `backward`); by default a new buffer."""
+    if spec is None:
+        spec = ravel_spec(params)
+    if flat is None:
+        flat = np.empty(spec.size, spec.dtype)
+    return _head_and_backward(params, *forward_pass(params, X, rng), y, l2, spec, flat)
 
 
-def _head_and_backward(params: MLP, outputs: list, caches: list, y: np.ndarray, l2: float) -> tuple[float, MLP]:
+def _head_and_backward(params, outputs, caches, y, l2, spec, flat) -> tuple[float, MLP]:
     value, dA = cross_entropy_and_delta(outputs[-1], y)
-    return value + l2_penalty(params, l2, y.shape[0]), backward(params, caches, dA, l2)
+    return value + l2_penalty(params, l2, y.shape[0]), backward(params, caches, dA, l2, spec, flat)
 
 
 def value_and_grads(
@@ -273,14 +249,16 @@ def value_and_grads(
 ) -> tuple[float, MLP]:
     """(J, dJ/dparams) from one forward pass. X: (m, n_0), y: (m,) int -> (float, MLP).
 
-    The gradient has exactly the structure, shapes and dtypes of `params`. rng: a Generator
+    The gradient has exactly the structure, shapes and dtypes of `params` (its arrays are views
+    of one new buffer). rng: a Generator
     for training-mode layers (Dropout); the same rng state gives the same masks as `loss`.
     """
     X, y = check_batch(params, X, y)
     l2 = checks.non_negative_float("l2", l2)
     outputs, caches = forward_pass(params, X, checks.optional_generator("rng", rng))
     check_labels(y, outputs[-1].shape[1])
-    return _head_and_backward(params, outputs, caches, y, l2)
+    spec = ravel_spec(params)
+    return _head_and_backward(params, outputs, caches, y, l2, spec, np.empty(spec.size, spec.dtype))
 
 
 def grads(params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, rng: np.random.Generator | None = None) -> MLP:

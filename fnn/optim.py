@@ -1,21 +1,26 @@
 """Optimizers as pairs of pure functions, in optax's shape.
 
-An `Optimizer` is `init(params) -> opt_state` and `update(grads, opt_state, params) ->
-(updates, opt_state)`. Updates are *added* to the parameters by `apply_updates`, so a descent
+An `Optimizer` is `init(params) -> opt_state` and `update(grads, opt_state, params, donate=False)
+-> (updates, opt_state)`. Updates are *added* to the parameters by `apply_updates`, so a descent
 step carries its own minus sign. The state is a pytree of records holding trees shaped like the
-params (velocity, Adam moments) plus its own step count; nothing is mutated, every call returns
-new arrays.
+params (velocity, Adam moments) plus its own step count.
 
-Each rule is written for one array and lifted to the whole tree with `tree_map_raveled`: when
-the trees are raveled (their leaves views of one buffer, as the grads of `fnn.nn.backward`, the
-states built here and the params `apply_updates` returns are), the rule runs once on the whole
-buffer, a few NumPy calls per update instead of a Python walk and a call per leaf. Every call
-still returns new arrays; in-place operations (`out=`, `+=`) touch only arrays allocated in the
-same function. Bigger optimizers are chains of small transforms, applied left to right:
+Each rule is written for one array and lifted to whole trees with `tree_map`. The training loop
+hands the optimizer its params, gradients and state as flat buffers (`fnn.tree.ravel`), so a
+rule runs once per update on the whole model; it works the same on any tree of arrays.
+
+Donation (JAX's `donate_argnums`): by default nothing a caller passed is written to and every
+result is a new array. With `donate=True` the caller gives up `grads` and `opt_state` (it uses
+none of their arrays again), and the rules write their results into those arrays instead of new
+memory; `apply_updates(params, updates, donate=True)` likewise adds into `params`. The same
+inputs give the same bits either way. Bigger optimizers are chains of small transforms:
 
     gd(lr)             = scale_by_lr(lr)                         u = -lr_t g
-    sgd(lr, momentum)  = chain(trace(momentum), scale_by_lr(lr))  v = μ v + g,  u = -lr_t v
-    adam(lr, ...)      = chain(scale_by_adam(...), scale_by_lr(lr)), with lr_t folded into one scalar
+    sgd(lr, momentum)  = chain(trace(momentum), scale_by_lr(lr)) v = μ v + g,  u = -lr_t v
+    adam(lr, ...)      = chain(scale_by_adam(...), scale_by_lr(lr))
+
+`sgd` and `adam` are written as one rule each (JAX's `optimizers.momentum` and `adam`): the same
+state and numbers as their chains, with -lr_t folded into the last multiplication.
 
 `lr` may be a float or a schedule, a function `t -> lr_t` of the number t = 0, 1, 2, ... of
 updates already applied. Scalars are Python floats, so under NumPy 2's promotion rules (NEP 50)
@@ -32,7 +37,7 @@ import attrs
 import numpy as np
 
 from fnn import checks
-from fnn.tree import raveled_layout, new_buffer, tree_leaves, tree_map, tree_map_raveled, tree_unravel, tree_zeros_like
+from fnn.tree import tree_map, tree_zeros_like
 
 Schedule = Callable[[int], float]
 """A learning-rate schedule: t (updates already applied, from 0) -> lr_t, a Python float."""
@@ -43,13 +48,15 @@ class Optimizer:
     """A gradient transformation: two pure functions over pytrees.
 
     init(params) -> opt_state
-    update(grads, opt_state, params) -> (updates, opt_state); updates has the params' structure
+    update(grads, opt_state, params, donate=False) -> (updates, opt_state); updates has the
+        params' structure. donate=True: the rule may write its results into the arrays of
+        `grads` and `opt_state`, which the caller will not use again.
     schedule: t -> lr_t, the learning rate the t-th update uses (t from 0), for reporting only;
         None for transforms without a learning rate (`trace`, `scale_by_adam`).
     """
 
     init: Callable[[Any], Any]
-    update: Callable[[Any, Any, Any], tuple[Any, Any]]
+    update: Callable[..., tuple[Any, Any]]
     schedule: Schedule | None = None
 
 
@@ -115,7 +122,7 @@ def as_schedule(lr: float | Schedule) -> Schedule:
     return constant(lr)
 
 
-# ---------------------------------------------------------------- transforms
+# ---------------------------------------------------------------- subnormals
 
 
 def _flush_subnormals(a: np.ndarray) -> np.ndarray:
@@ -159,6 +166,55 @@ def _flush_period(decay: float) -> int:
     return max(1, int(math.log(_FLUSH_HEADROOM) / math.log(decay)))
 
 
+# ---------------------------------------------------------------- the rules, for one array
+#
+# `into` is where a result goes: the array it replaces when donated, else None (a new array).
+
+
+def _into(a: np.ndarray, donate: bool) -> np.ndarray | None:
+    return a if donate else None
+
+
+def _scale(g: np.ndarray, c: float, donate: bool) -> np.ndarray:
+    """c · g."""
+    return np.multiply(g, c, out=_into(g, donate))
+
+
+def _momentum(g: np.ndarray, v: np.ndarray, mu: float, flush: bool, donate: bool) -> np.ndarray:
+    """v' = μ v + g; with `flush`, μ v has its subnormals flushed to 0 first."""
+    out = np.multiply(v, mu, out=_into(v, donate))
+    if flush:
+        _flush_subnormals(out)
+    out += g
+    return out
+
+
+def _nesterov(g: np.ndarray, v: np.ndarray, mu: float, donate: bool) -> np.ndarray:
+    """g + μ v' (v' the new velocity): the gradient plus the velocity's next step."""
+    return np.add(g, mu * v, out=_into(g, donate))
+
+
+def _moment(x: np.ndarray, m: np.ndarray, decay: float, flush: bool, donate: bool) -> np.ndarray:
+    """m' = decay·m + (1 - decay)·x, computed as decay·(m - x) + x: three passes and, donated,
+    no scratch memory."""
+    out = np.subtract(m, x, out=_into(m, donate))
+    out *= decay
+    out += x
+    return _flush_subnormals(out) if flush else out
+
+
+def _adam_direction(m: np.ndarray, v: np.ndarray, k: float, shift: float, g: np.ndarray, donate: bool) -> np.ndarray:
+    """k · m / (sqrt(v) + shift), written over `g` (the gradient's buffer) when donated."""
+    u = np.sqrt(v, out=_into(g, donate))
+    u += shift
+    np.divide(m, u, out=u)
+    u *= k
+    return u
+
+
+# ---------------------------------------------------------------- transforms
+
+
 def scale_by_lr(lr: float | Schedule) -> Optimizer:
     """u = -lr_t · g, with t the count of updates this transform has made. The descent step."""
     schedule = as_schedule(lr)
@@ -166,10 +222,9 @@ def scale_by_lr(lr: float | Schedule) -> Optimizer:
     def init(params):
         return CountState(count=0)
 
-    def update(grads, state, params=None):
-        step_size = -schedule(state.count)
-        scaled = tree_map_raveled(lambda g, out: np.multiply(g, step_size, out=out), grads)
-        return scaled, CountState(count=state.count + 1)
+    def update(grads, state, params=None, donate=False):
+        c = -schedule(state.count)
+        return tree_map(lambda g: _scale(g, c, donate), grads), CountState(count=state.count + 1)
 
     return Optimizer(init, update, schedule)
 
@@ -180,29 +235,27 @@ def trace(momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
     With nesterov=True, u = g_t + μ v_t: the gradient plus the velocity's next step, the usual
     way of writing Nesterov's look-ahead without evaluating the gradient twice.
     """
-    momentum = checks.fraction("momentum", momentum)
-    period = _flush_period(momentum)
+    init, update = _trace_rule(momentum, nesterov)
+    return Optimizer(init, lambda grads, state, params=None, donate=False: update(grads, state, donate))
+
+
+def _trace_rule(momentum: float, nesterov: bool):
+    """(init, update(grads, state, donate) -> (u, state)) of `trace`: u is the new velocity
+    itself without Nesterov (so a later transform must not write into it), g + μ v' with."""
+    mu = checks.fraction("momentum", momentum)
+    period = _flush_period(mu)
 
     def init(params):
         return TraceState(velocity=tree_zeros_like(params))
 
-    def momentum_plus(g, v, out, flush=False):
-        """out = μ v + g (`out` a new array of tree_map_raveled's); with `flush`, the decayed
-        μ v has its subnormals flushed to 0 first (see `_flush_subnormals`)."""
-        np.multiply(v, momentum, out=out)
-        if flush:
-            _flush_subnormals(out)
-        out += g
-        return out
-
-    def update(grads, state, params=None):
+    def update(grads, state, donate):
         count = state.count + 1
         flush = count % period == 0  # see `_flush_period`
-        v = tree_map_raveled(lambda g, v, out: momentum_plus(g, v, out, flush), grads, state.velocity)
-        updates = tree_map_raveled(momentum_plus, grads, v) if nesterov else v  # g + μ v_t
-        return updates, TraceState(velocity=v, count=count)
+        v = tree_map(lambda g, v: _momentum(g, v, mu, flush, donate), grads, state.velocity)
+        u = tree_map(lambda g, v: _nesterov(g, v, mu, donate), grads, v) if nesterov else v
+        return u, TraceState(velocity=v, count=count)
 
-    return Optimizer(init, update)
+    return init, update
 
 
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
@@ -214,12 +267,12 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Opti
     t counts from 1 at the first update; the bias corrections undo the zero start of m and v.
     """
     init, scaled_update = _adam_rule(b1, b2, eps)
-    return Optimizer(init, lambda grads, state, params=None: scaled_update(grads, state, 1.0))
+    return Optimizer(init, lambda grads, state, params=None, donate=False: scaled_update(grads, state, 1.0, donate))
 
 
 def _adam_rule(b1: float, b2: float, eps: float):
-    """(init, update(grads, state, scale) -> (scale · u, state)) for `scale_by_adam`'s u: `adam`
-    passes scale = -lr_t, so the learning rate costs no pass of its own over the params."""
+    """(init, update(grads, state, scale, donate) -> (scale · u, state)) for `scale_by_adam`'s
+    u: `adam` passes scale = -lr_t, so the learning rate costs no pass of its own."""
     b1, b2 = checks.fraction("b1", b1), checks.fraction("b2", b2)
     eps = checks.positive_float("eps", eps)
     period1, period2 = _flush_period(b1), _flush_period(b2)
@@ -227,41 +280,19 @@ def _adam_rule(b1: float, b2: float, eps: float):
     def init(params):
         return AdamState(count=0, mu=tree_zeros_like(params), nu=tree_zeros_like(params))
 
-    def moment(new, m, decay, flush):
-        """decay·m + (1 - decay)·g as m + (1 - decay)(g - m), given new = g - m (or g² - m) in
-        an array of tree_map_raveled's, updated in place. Subnormals flushed to 0 when `flush`
-        (see `_flush_subnormals`)."""
-        new *= 1 - decay
-        new += m
-        return _flush_subnormals(new) if flush else new
-
-    def first(g, m, out, flush):
-        return moment(np.subtract(g, m, out=out), m, b1, flush)
-
-    def second(g, v, out, flush):
-        np.square(g, out=out)
-        return moment(np.subtract(out, v, out=out), v, b2, flush)
-
-    def update(grads, state, scale):
+    def update(grads, state, scale, donate):
         t = state.count + 1
         flush1, flush2 = t % period1 == 0, t % period2 == 0  # see `_flush_period`
-        mu = tree_map_raveled(lambda g, m, out: first(g, m, out, flush1), grads, state.mu)
-        nu = tree_map_raveled(lambda g, v, out: second(g, v, out, flush2), grads, state.nu)
+        mu = tree_map(lambda g, m: _moment(g, m, b1, flush1, donate), grads, state.mu)
+        # g² goes over the donated g, which nothing needs after this
+        nu = tree_map(lambda g, v: _moment(np.square(g, out=_into(g, donate)), v, b2, flush2, donate), grads, state.nu)
         # scale · m̂ / (sqrt(v̂) + eps) with m̂ = c1·m, v̂ = c2·v is k·m / (sqrt(v) + eps / sqrt(c2)),
         # k = scale · c1 / sqrt(c2): the bias corrections fold into two scalars (Python floats:
         # no float64 upcast)
         root_c2 = math.sqrt(1 / (1 - b2**t))
         k, shift = scale / ((1 - b1**t) * root_c2), eps / root_c2
-
-        def direction(m, v, u):
-            """u = k·m / (sqrt(v) + shift), u a new array of tree_map_raveled's."""
-            np.sqrt(v, out=u)
-            u += shift
-            np.divide(m, u, out=u)
-            u *= k
-            return u
-
-        return tree_map_raveled(direction, mu, nu), AdamState(count=t, mu=mu, nu=nu)
+        u = tree_map(lambda m, v, g: _adam_direction(m, v, k, shift, g, donate), mu, nu, grads)
+        return u, AdamState(count=t, mu=mu, nu=nu)
 
     return init, update
 
@@ -269,7 +300,9 @@ def _adam_rule(b1: float, b2: float, eps: float):
 def chain(*transforms: Optimizer) -> Optimizer:
     """Apply transforms left to right, each to the previous one's updates; state is a tuple.
 
-    The chain's `schedule` is the first one found among its transforms.
+    The chain's `schedule` is the first one found among its transforms. With donate=True, each
+    transform may write into its own state; the grads are donated to the first transform only
+    (a transform's updates may be its new state, as `trace`'s are).
     """
     if not transforms or not all(isinstance(t, Optimizer) for t in transforms):
         raise TypeError(f"chain needs one or more Optimizer transforms, got {transforms!r}")
@@ -277,10 +310,12 @@ def chain(*transforms: Optimizer) -> Optimizer:
     def init(params):
         return tuple(t.init(params) for t in transforms)
 
-    def update(grads, state, params=None):
+    def update(grads, state, params=None, donate=False):
         new_state = []
-        for transform, inner in zip(transforms, state):
-            grads, inner = transform.update(grads, inner, params)
+        for i, (transform, inner) in enumerate(zip(transforms, state)):
+            # later transforms get the previous updates, which may alias a state: copy-on-write
+            grads, inner = transform.update(grads if i == 0 or not donate else tree_map(np.copy, grads),
+                                            inner, params, donate=donate)
             new_state.append(inner)
         return grads, tuple(new_state)
 
@@ -299,11 +334,27 @@ def gd(lr: float | Schedule) -> Optimizer:
 def sgd(lr: float | Schedule, momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
     """SGD with heavy-ball (or Nesterov) momentum: v := μ v + g, θ := θ - lr_t · v.
 
-    momentum=0 is plain `gd`. This is PyTorch's `torch.optim.SGD` rule (dampening 0).
+    momentum=0 is plain `gd`. This is PyTorch's `torch.optim.SGD` rule (dampening 0). The state
+    and updates are those of chain(trace(momentum, nesterov), scale_by_lr(lr)); the update
+    -lr_t · v is written over the (donated) gradient, so a donated step allocates nothing.
     """
     if float(momentum) == 0:
         return gd(lr)
-    return chain(trace(momentum, nesterov), scale_by_lr(lr))
+    trace_init, trace_update = _trace_rule(momentum, nesterov)
+    schedule = as_schedule(lr)
+
+    def init(params):
+        return trace_init(params), CountState(count=0)
+
+    def update(grads, state, params=None, donate=False):
+        velocity, lr_state = state
+        u, velocity = trace_update(grads, velocity, donate)
+        c = -schedule(lr_state.count)
+        # u is the new velocity (without Nesterov): -lr_t · u goes over the donated gradient
+        u = tree_map(lambda u, g: np.multiply(u, c, out=_into(g, donate)), u, grads)
+        return u, (velocity, CountState(count=lr_state.count + 1))
+
+    return Optimizer(init, update, schedule)
 
 
 def adam(lr: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
@@ -319,33 +370,15 @@ def adam(lr: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: f
     def init(params):
         return adam_init(params), CountState(count=0)
 
-    def update(grads, state, params=None):
+    def update(grads, state, params=None, donate=False):
         moments, lr_state = state
-        updates, moments = scaled_update(grads, moments, -schedule(lr_state.count))
+        updates, moments = scaled_update(grads, moments, -schedule(lr_state.count), donate)
         return updates, (moments, CountState(count=lr_state.count + 1))
 
     return Optimizer(init, update, schedule)
 
 
-def apply_updates(params, updates):
-    """θ + u leaf by leaf, cast back to each parameter's dtype. Returns new arrays.
-
-    When the updates are raveled and share the params' shapes and dtype, the new params are one
-    raveled buffer too (one addition when the params already are), so the next update's
-    arithmetic runs on whole buffers.
-    """
-    u_layout, p_layout = raveled_layout(updates), raveled_layout(params)
-    if u_layout is not None and p_layout is not None and u_layout[1] == p_layout[1] and u_layout[0].dtype == p_layout[0].dtype:
-        flat_u = u_layout[0]
-        return tree_unravel(params, np.add(p_layout[0], flat_u, out=new_buffer(flat_u.size, flat_u.dtype)))
-    p_leaves, u_leaves = tree_leaves(params), tree_leaves(updates)
-    if u_layout is not None and len(p_leaves) == len(u_leaves) and all(
-        isinstance(p, np.ndarray) and p.shape == u.shape and p.dtype == u.dtype for p, u in zip(p_leaves, u_leaves)
-    ):
-        flat_u = u_layout[0]
-        out = new_buffer(flat_u.size, flat_u.dtype)
-        new = tree_unravel(params, out)
-        for p, u, o in zip(p_leaves, u_leaves, tree_leaves(new)):
-            np.add(p, u, out=o)
-        return new
-    return tree_map(lambda p, u: (p + u).astype(p.dtype, copy=False), params, updates)
+def apply_updates(params, updates, donate: bool = False):
+    """θ + u leaf by leaf, in each parameter's dtype. New arrays, unless `donate`: then the
+    caller gives up `params` and the sums are written into its arrays."""
+    return tree_map(lambda p, u: np.add(p, u, out=_into(p, donate), dtype=p.dtype, casting="same_kind"), params, updates)

@@ -13,7 +13,7 @@ import attrs
 import numpy as np
 
 from fnn import checks
-from fnn.layers import ACTIVATIONS, RELU_FAMILY, Dense, Dropout
+from fnn.layers import ACTIVATIONS, Dense, Dropout
 from fnn.tree import tree_leaves
 
 
@@ -75,7 +75,7 @@ def init(
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
     act = ACTIVATIONS[activation]
-    he = act in RELU_FAMILY
+    he = getattr(act, "relu_family", False)
 
     def dense(n_in: int, n_out: int) -> Dense:
         scale = np.sqrt((2.0 / n_in) if he else (2.0 / (n_in + n_out)))

@@ -1,15 +1,21 @@
 """Training as a fold: `train_step(state, batch) -> state` over a lazy stream of mini-batches.
 
     opt = sgd(0.1, momentum=0.9)
-    step = functools.partial(train_step, optimizer=opt, l2=0.0)
+    step = functools.partial(train_step, optimizer=opt, l2=0.0, donate=True)
     final = toolz.reduce(step, batches(rng, X, y, batch_size=128, epochs=5), init_state(params, opt))
 
-Batches are slices `perm[s:s+bs]` of one permutation per epoch, gathered (`X[idx]`, into a
-buffer from `fnn.tree.new_buffer`), so each row is copied at most once per epoch and the
-training set is never copied whole. (A once-per-epoch shuffled copy sliced contiguously moves
-the same bytes plus a 188 MB write per Fashion-MNIST epoch, and a gathered batch is still in
-cache when the first product reads it.) Each epoch's permutation comes from its own generator, derived up front from `rng`, so
-the stream never depends on when other draws happen.
+The state holds the params as one flat buffer (`fnn.tree.ravel`) with `.params` its view as a
+network, and the optimizer's state over that buffer, so each update is a few NumPy calls on
+whole buffers. `train_step` is pure: it never writes into an array its caller passed. A caller
+that will not use a state again may *donate* it (`donate=True`, JAX's buffer donation): the
+step then writes the new state into the old one's buffers instead of new memory. A fold donates
+safely, since each state is used once; keep no reference to a donated state (copy what you
+want to keep: `fnn.train.copy_state(state)`).
+
+Batches are slices `perm[s:s+bs]` of one permutation per epoch, gathered (`X[idx]`), so each
+row is copied at most once per epoch and the training set is never copied whole. Each epoch's
+permutation comes from its own generator, derived up front from `rng`, so the stream never
+depends on when other draws happen, and a resumed stream skips batches without gathering them.
 
 Randomness inside a step (Dropout's masks) comes from the state, not from a shared Generator:
 step t of a state seeded `seed` uses `np.random.default_rng((seed, t))`. So `train_step` stays a
@@ -30,32 +36,35 @@ import numpy as np
 import toolz
 
 from fnn import checks
-from fnn.layers import RELU_FAMILY, Dense, LeakyRelu, Relu, Sigmoid, Tanh
 from fnn.nn import (
     backprop,
     check_batch,
     check_finite,
     check_labels,
-    first_dense_screens_inputs,
+    first_layer_screens_inputs,
     forward_pass,
     l2_penalty,
     log_softmax,
 )
 from fnn.optim import Optimizer, apply_updates
 from fnn.params import MLP
-from fnn.tree import new_buffer
+from fnn.tree import RavelSpec, ravel, ravel_spec, tree_map, unravel
 
 
 @attrs.frozen(eq=False)
 class TrainState:
-    """Everything the fold carries: params (MLP), the optimizer's state, updates applied so far
-    (`step`), epochs completed so far (`epoch`) and the `seed` of in-step randomness (dropout)."""
+    """Everything the fold carries: the params as one buffer `flat` (spec.size,) and the `spec`
+    that views it as a network, the optimizer's state over `flat`, updates applied so far
+    (`step`), epochs completed so far (`epoch`) and the `seed` of in-step randomness (dropout).
+    `params` is the network whose arrays are views of `flat`."""
 
-    params: MLP
+    flat: np.ndarray
+    spec: RavelSpec
     opt_state: Any
     step: int = 0
     epoch: int = 0
     seed: int = 0
+    params: MLP = attrs.field(init=False, default=attrs.Factory(lambda s: unravel(s.spec, s.flat), takes_self=True))
 
 
 @attrs.frozen(eq=False)
@@ -96,22 +105,19 @@ def epoch_indices(rng: np.random.Generator, n: int, batch_size: int) -> Iterator
     return (perm[s : s + batch_size] for s in range(0, n, batch_size))
 
 
-def _epoch_batches(rng, X, y, batch_size) -> Iterator[Batch]:
+def _epoch_batches(rng, X, y, batch_size, skip: int = 0) -> Iterator[Batch]:
+    """One epoch's batches, less its first `skip` (never gathered)."""
     if batch_size is None:  # full batch: the arrays themselves, no shuffle and no copy
-        return iter([Batch(X, y, end=True)])
+        return iter([Batch(X, y, end=True)][skip:])
     slices = list(epoch_indices(rng, X.shape[0], batch_size))
     last = len(slices) - 1
-    return (Batch(_gather(X, idx), y[idx], end=i == last) for i, idx in enumerate(slices))
+    return (Batch(_gather(X, slices[i]), y[slices[i]], end=i == last) for i in range(skip, len(slices)))
 
 
 def _gather(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """X[idx] for a 2-D X, in a buffer from `fnn.tree.new_buffer` (no fresh pages per batch)."""
-    if X.ndim != 2:
-        return X[idx]
-    out = new_buffer(idx.size * X.shape[1], X.dtype).reshape(idx.size, X.shape[1])
-    # mode="clip": the indices are a permutation's, so never clipped; numpy's default "raise"
-    # mode would first gather into a scratch copy to keep `out` intact on an error (2.5x slower)
-    return np.take(X, idx, axis=0, out=out, mode="clip")
+    """X[idx] along the rows. mode="clip": the indices are a permutation's, so never clipped;
+    numpy's default "raise" mode first gathers into a scratch copy (2.5x slower)."""
+    return np.take(X, idx, axis=0, mode="clip")
 
 
 def _epoch_rng(base: np.random.SeedSequence, epoch: int) -> np.random.Generator:
@@ -122,31 +128,34 @@ def _epoch_rng(base: np.random.SeedSequence, epoch: int) -> np.random.Generator:
     )
 
 
-def batches(rng: np.random.Generator, X: np.ndarray, y: np.ndarray, batch_size, epochs: int) -> Iterator[Batch]:
+def batches(
+    rng: np.random.Generator, X: np.ndarray, y: np.ndarray, batch_size, epochs: int, skip: int = 0
+) -> Iterator[Batch]:
     """A lazy stream of `epochs` epochs of mini-batches of (X: (n, n_0), y: (n,)).
 
     batch_size: an int, or None / "full" for full-batch gradient descent (one batch per epoch,
     the arrays themselves). One child generator is spawned from `rng` now; epoch e shuffles with
     the e-th generator derived from it, so the same seed gives the same stream. Only the current
     batch is materialised, and each epoch's permutation is drawn when the epoch begins.
+    skip: leave out the stream's first `skip` batches (a resumed run's), gathering none of them.
     """
     size = _batch_size(batch_size, X.shape[0])
+    per_epoch = 1 if size is None else -(-X.shape[0] // size)
     base = rng.spawn(1)[0].bit_generator.seed_seq
-    return toolz.concat(_epoch_batches(_epoch_rng(base, e), X, y, size) for e in range(epochs))
+    first, skip = divmod(checks.non_negative_int("skip", skip), per_epoch)
+    return toolz.concat(
+        _epoch_batches(_epoch_rng(base, e), X, y, size, skip if e == first else 0) for e in range(first, epochs)
+    )
 
 
 # ---------------------------------------------------------------- one step
 
 
-# Layers whose forward pass never draws random numbers: a stack of only these trains without a
-# Generator (building one costs ~20 µs, 5% of a 784-128-10 step). Any other layer, Dropout or a
-# user's own, gets one.
-_DETERMINISTIC = (Dense, Relu, LeakyRelu, Tanh, Sigmoid)
-
-
 @functools.cache
 def _needs_rng(layer_types: tuple[type, ...]) -> bool:
-    return not all(issubclass(t, _DETERMINISTIC) for t in layer_types)
+    """Whether any of these layer classes draws random numbers (declares `uses_rng`, True when
+    undeclared): a stack of none trains without a Generator (building one costs ~20 µs)."""
+    return any(getattr(t, "uses_rng", True) for t in layer_types)
 
 
 def step_rng(state: TrainState) -> np.random.Generator | None:
@@ -158,47 +167,59 @@ def step_rng(state: TrainState) -> np.random.Generator | None:
 
 
 def init_state(params: MLP, optimizer: Optimizer, seed: int = 0) -> TrainState:
-    """The fold's starting point: step 0, epoch 0, a fresh optimizer state; `seed` seeds the
-    in-step randomness (dropout masks) of every step."""
-    return TrainState(params=params, opt_state=optimizer.init(params), seed=seed)
+    """The fold's starting point: the params copied into one buffer, step 0, epoch 0, a fresh
+    optimizer state; `seed` seeds the in-step randomness (dropout masks) of every step."""
+    spec = ravel_spec(params)
+    flat = ravel(spec, params)
+    return TrainState(flat=flat, spec=spec, opt_state=optimizer.init(flat), seed=seed)
+
+
+def copy_state(state: TrainState) -> TrainState:
+    """A state with its own copies of `state`'s arrays (to keep while the original is donated)."""
+    opt_state = tree_map(lambda x: x.copy() if isinstance(x, np.ndarray) else x, state.opt_state)  # counts stay ints
+    return attrs.evolve(state, flat=state.flat.copy(), opt_state=opt_state)
 
 
 @attrs.frozen(eq=False)
 class StepOutput:
-    """A state plus what produced it: the loss and grads at the params it started from (those of
-    `previous`) and the updates applied."""
+    """A state plus what produced it: the loss at the params it started from and, when the
+    step donated nothing, the gradient and the update, flat buffers (spec.size,)."""
 
     state: TrainState
-    previous: TrainState
     loss: float
-    grads: MLP
-    updates: MLP
-    end: bool
+    grads: np.ndarray | None
+    updates: np.ndarray | None
 
 
-def advance(state: TrainState, batch: Batch, optimizer: Optimizer, l2: float = 0.0) -> StepOutput:
+def advance(state: TrainState, batch: Batch, optimizer: Optimizer, l2: float = 0.0, donate: bool = False) -> StepOutput:
     """`train_step` keeping what it computed on the way (for `fit`'s history)."""
-    loss, grads = backprop(state.params, batch.X, batch.y, l2, step_rng(state))
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    new = attrs.evolve(
-        state,
-        params=apply_updates(state.params, updates),
+    grads = np.empty(state.spec.size, state.spec.dtype)
+    loss, _ = backprop(state.params, batch.X, batch.y, l2, step_rng(state), spec=state.spec, flat=grads)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.flat, donate=donate)
+    new = TrainState(
+        flat=apply_updates(state.flat, updates, donate=donate),
+        spec=state.spec,
         opt_state=opt_state,
         step=state.step + 1,
         epoch=state.epoch + batch.end,
+        seed=state.seed,
     )
-    return StepOutput(new, state, loss, grads, updates, batch.end)
+    return StepOutput(new, loss, None if donate else grads, None if donate else updates)
 
 
-def train_step(state: TrainState, batch: Batch, optimizer: Optimizer, l2: float = 0.0) -> TrainState:
+def train_step(
+    state: TrainState, batch: Batch, optimizer: Optimizer, l2: float = 0.0, donate: bool = False
+) -> TrainState:
     """One update on one batch: g = ∇J(θ; batch), (u, s) = optimizer.update(g, s, θ), θ := θ + u.
 
-    Pure: returns a new TrainState and leaves `state` and `batch` untouched. The inputs are not
-    validated (they were, once, when the data set was): batch.X must already be in the params'
-    dtype. Bind the optimizer and l2 to get the fold's binary operator:
-    `toolz.reduce(partial(train_step, optimizer=opt, l2=l2), batches(...), init_state(params, opt))`.
+    Pure: returns a new TrainState and leaves `state` and `batch` untouched, unless `donate`:
+    then the caller gives up `state` (uses none of its arrays again) and the new state is
+    written into its buffers. Both give the same bits. The inputs are not validated (they were,
+    once, when the data set was): batch.X must already be in the params' dtype. Bind the
+    optimizer and l2 to get the fold's binary operator:
+    `toolz.reduce(partial(train_step, optimizer=opt, l2=l2, donate=True), batches(...), init_state(params, opt))`.
     """
-    return advance(state, batch, optimizer, l2).state
+    return advance(state, batch, optimizer, l2, donate).state
 
 
 # ---------------------------------------------------------------- evaluation
@@ -212,13 +233,13 @@ class Scan:
     ce_sum: float
     correct: int
     rows: int
-    alive: tuple[np.ndarray, ...]
+    alive: tuple[np.ndarray, ...]  # one per layer declaring `relu_family`
 
 
 def _scan_chunk(params: MLP, X: np.ndarray, y: np.ndarray, screen_from: int | None = None) -> Scan:
     """Totals of one chunk. screen_from: the chunk's first row in the whole set when X's
     finiteness is still to be checked, through the first Dense layer's output (see
-    `fnn.nn.first_dense_screens_inputs`): one sum over (rows, n_1) instead of two passes over X."""
+    `fnn.nn.first_layer_screens_inputs`): one sum over (rows, n_1) instead of two passes over X."""
     if screen_from is None:
         outputs, _ = forward_pass(params, X)
     else:
@@ -230,7 +251,7 @@ def _scan_chunk(params: MLP, X: np.ndarray, y: np.ndarray, screen_from: int | No
     check_labels(y, logits.shape[1])
     ce = -log_softmax(logits)[np.arange(X.shape[0]), y]
     alive = tuple(
-        A.max(axis=0) > 0 for layer, A in zip(params.layers, outputs[1:]) if isinstance(layer, RELU_FAMILY)
+        A.max(axis=0) > 0 for layer, A in zip(params.layers, outputs[1:]) if getattr(layer, "relu_family", False)
     )
     return Scan(float(ce.sum()), int((logits.argmax(axis=1) == y).sum()), X.shape[0], alive)
 
@@ -256,7 +277,7 @@ def evaluate(params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, chunk: 
     set, but memory grows with `chunk`, not n. accuracy = fraction of rows with argmax = y.
     Evaluation runs the layers without an rng (Dropout is the identity).
     """
-    screen = first_dense_screens_inputs(params)  # then X's finiteness shows in the first layer's output
+    screen = first_layer_screens_inputs(params)  # then X's finiteness shows in the first layer's output
     X, y = check_batch(params, X, y, finite=not screen)
     l2 = checks.non_negative_float("l2", l2)
     totals = scan(params, X, y, checks.positive_int("chunk", chunk), screen)
