@@ -16,7 +16,8 @@ import toolz
 import fnn
 from benchmarks import common
 from fnn.optim import adam, apply_updates, sgd
-from fnn.train import Batch, batches, evaluate, init_state, train_step
+from fnn.train import Batch, batches, copy_state, evaluate, init_state, train_step
+from fnn.tree import ravel, ravel_spec
 
 OPTIMIZERS = {"sgd": partial(sgd, 0.05, momentum=0.9), "adam": partial(adam, 1e-3)}
 
@@ -26,16 +27,18 @@ def sizes_for(hidden: int) -> tuple[int, int, int]:
 
 
 class OptimizerUpdate:
-    """optimizer.update(grads, state, params) then apply_updates: the arithmetic of one step
-    after backprop, for SGD with momentum 0.9 and Adam."""
+    """optimizer.update(grads, state, params) then apply_updates on the flat buffers the training
+    loop keeps (`fnn.tree.ravel`), nothing donated: the arithmetic of one step after backprop,
+    for SGD with momentum 0.9 and Adam."""
 
     params = (["sgd", "adam"], [128, 512], ["float32"])
     param_names = ["optimizer", "hidden", "dtype"]
 
     def setup(self, optimizer, hidden, dtype):
-        self.net = common.network(sizes_for(hidden), dtype)
+        net = common.network(sizes_for(hidden), dtype)
+        spec = ravel_spec(net)
         X, y = common.synthetic_data(128, dtype)
-        self.grads = fnn.grads(self.net, X, y)
+        self.net, self.grads = ravel(spec, net), ravel(spec, fnn.grads(net, X, y))
         self.optimizer = OPTIMIZERS[optimizer]()
         # a state one update in, so momentum/moments are non-zero as in training
         _, self.state = self.optimizer.update(self.grads, self.optimizer.init(self.net), self.net)
@@ -46,7 +49,8 @@ class OptimizerUpdate:
 
 
 class TrainStep(common.FloorRated):
-    """One train_step (value_and_grads, SGD momentum update, apply) on one batch."""
+    """One train_step (value_and_grads, SGD momentum update, apply) on one batch, nothing donated
+    (the state is used again)."""
 
     params = ([128, 1024], [128, 512], ["float32"])
     param_names = ["batch", "hidden", "dtype"]
@@ -69,7 +73,8 @@ class TrainStep(common.FloorRated):
 
 class Epoch(common.FloorRated):
     """One epoch: the fold of train_step over 60,000 rows in batches of 128, batches gathered
-    from one fresh permutation (as `fit` and `fnn train` run it), with SGD (momentum 0.9) or Adam."""
+    from one fresh permutation (as `fit` and `fnn train` run it), with SGD (momentum 0.9) or Adam;
+    each state donated to the next step, as a fold may (the run starts from a copy)."""
 
     params = ([128], [128, 512], ["float32"], ["sgd", "adam"])
     param_names = ["batch", "hidden", "dtype", "optimizer"]
@@ -82,7 +87,7 @@ class Epoch(common.FloorRated):
         self.X, self.y = common.synthetic_data(common.N_TRAIN, dtype)
         net = common.network(sizes_for(hidden), dtype)
         optimizer = OPTIMIZERS[optimizer]()
-        self.step = partial(train_step, optimizer=optimizer, l2=0.0)
+        self.step = partial(train_step, optimizer=optimizer, l2=0.0, donate=True)
         self.state = init_state(net, optimizer)
         self.batch_size = batch
         self.flops = sum(common.step_flops(m, sizes_for(hidden)) for m in common.batch_sizes(common.N_TRAIN, batch))
@@ -90,7 +95,7 @@ class Epoch(common.FloorRated):
 
     def run(self):
         rng = np.random.default_rng(common.SEED)
-        return toolz.reduce(self.step, batches(rng, self.X, self.y, self.batch_size, 1), self.state)
+        return toolz.reduce(self.step, batches(rng, self.X, self.y, self.batch_size, 1), copy_state(self.state))
 
     def time_epoch(self, *_):
         self.run()

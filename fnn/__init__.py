@@ -42,6 +42,8 @@ _LAZY = {
     "load_model": "fnn.io",
     "save_model": "fnn.io",
     "load_digit_image": "fnn.images",
+    "RunResult": "fnn.run",
+    "run_training": "fnn.run",
 }
 
 

@@ -41,7 +41,7 @@ def paired_ratios(hidden: int, pairs: int, block: int, batch: int) -> tuple[list
     epochs = -(-(pairs + 2) * block * batch // common.N_TRAIN)  # enough batches for every block
     stream = batches(np.random.default_rng(common.SEED), X, y, batch, epochs)
     optimizers = {name: OPTIMIZERS[name]() for name in ("sgd", "adam")}  # the Epoch benchmark's two
-    steps = {name: partial(train_step, optimizer=opt) for name, opt in optimizers.items()}
+    steps = {name: partial(train_step, optimizer=opt, donate=True) for name, opt in optimizers.items()}
     states = {name: init_state(common.network(sizes_for(hidden), "float32"), opt) for name, opt in optimizers.items()}
     seconds: dict[str, list[float]] = {name: [] for name in optimizers}
     for _ in range(pairs + 2):

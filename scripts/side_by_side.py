@@ -11,7 +11,7 @@ float32 on the CPU. fnn and PyTorch start from the same He-initialised weights;
 scikit-learn's MLPClassifier uses its own (Glorot) initialisation.
 
 Each peer runs the loop its own users write, doing no work they would not do:
-  fnn           `toolz.reduce` of `fnn.train_step` over `fnn.batches`, one epoch at a time;
+  fnn           `toolz.reduce` of `fnn.train_step` (donate=True) over `fnn.batches`, one epoch at a time;
   PyTorch       `nn.Sequential` of Linear and ReLU, `nn.CrossEntropyLoss`, `torch.optim.SGD`,
                 `torch.randperm` slices, `zero_grad(set_to_none=True)`, backward, step; with
                 --l2 > 0 the penalty is SGD's `weight_decay` = l2 / batch on the weights only
@@ -110,7 +110,7 @@ def run_fnn(args, train, test) -> dict:
 
     params = fnn.init(np.random.default_rng(args.seed), (784, args.hidden, 10))
     optimizer = sgd(args.lr, momentum=MOMENTUM)
-    step = partial(train_step, optimizer=optimizer, l2=args.l2)
+    step = partial(train_step, optimizer=optimizer, l2=args.l2, donate=True)  # each state is used once
     state, rng = init_state(params, optimizer), np.random.default_rng(args.seed + 1)
     seconds, accuracy = [], []
     for _ in range(args.epochs):

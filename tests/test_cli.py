@@ -432,7 +432,7 @@ def test_ctrl_c_exits_130_and_leaves_no_run_folder(capsys, tmp_path, monkeypatch
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("fnn.cli.runs.train", interrupted)
+    monkeypatch.setattr("fnn.run.train", interrupted)
     status, _, err = run(capsys, "train", *TINY, "--out", str(tmp_path / "runs" / "r"))
     assert status == 130
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from fnn.errors import DataError, ModelFileError
 from fnn.files import staged_folder
 from fnn.io import load_model
 from fnn.nn import predict_proba
+from fnn.run import blas
 from fnn.train import evaluate
 
 
@@ -50,26 +50,26 @@ def add_parser(commands, common) -> None:
     parser.set_defaults(run=run)
 
 
-def _model_split(args, meta: dict):
-    """The split `args.split` of the run that trained the model, from its metadata's "data"."""
+def _model_split(model: Path, meta: dict, part: str, progress: bool | None):
+    """The split `part` ("train", "dev" or "test") of the run that trained `model`, re-created
+    from its metadata's "data"; progress: the --progress flag."""
     data = meta.get("data")
     needed = ("source", "seed", "dev", "test")
     if not isinstance(data, dict) or any(key not in data for key in needed):
         raise ModelFileError(
-            f"{args.model}: the model's metadata does not record how its data was split "
+            f"{model}: the model's metadata does not record how its data was split "
             f"(needs data.{', data.'.join(needed)}); evaluate it with --data instead"
         )
-    run = argparse.Namespace(
-        data=data["source"], layout=data.get("layout", "kaggle"), seed=data["seed"],
-        dev=data["dev"], test=data["test"], progress=args.progress,
+    splits = runs.load_splits(
+        data["source"], data.get("layout", "kaggle"), data["seed"], data["dev"], data["test"], progress
     )
-    return getattr(runs.load_splits(run), args.split)
+    return getattr(splits, part)
 
 
 def _labelled_source(args, meta: dict):
     if args.split is not None:
-        return _model_split(args, meta)
-    dataset = sources.rows_to_score(args.data, args.layout, runs.download_progress(args))
+        return _model_split(args.model, meta, args.split, args.progress)
+    dataset = sources.rows_to_score(args.data, args.layout, runs.download_progress(args.progress))
     if dataset.y is None:
         raise DataError(f"{dataset.source} has no labels; evaluate needs labelled rows (use fnn predict for unlabelled ones)")
     return dataset
@@ -109,7 +109,7 @@ def run(args) -> int:
                 "per_class": report.per_class.reset_index().to_dict(orient="records"),
                 "confusion_matrix": report.confusion.tolist(),
                 "most_confident_errors": report.errors.to_dict(orient="records"),
-                "blas": runs.blas(),
+                "blas": blas(),
             },
         )
         from fnn import plots  # matplotlib loads only when figures are drawn

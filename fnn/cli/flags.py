@@ -279,3 +279,9 @@ def config(args, **searched) -> TrainConfig:
         return TrainConfig(**values, **searched)
     except (TypeError, ValueError) as error:
         raise FlagError(f"{error}; see 'fnn {args.command} --help'") from None
+
+
+def data_record(args) -> dict:
+    """How the command's data is read and split (--data, --layout, --seed, --dev, --test), as a run
+    records it: enough for `fnn evaluate --split` and `fnn train --resume` (`runs.load_splits(**record)`)."""
+    return {"source": str(args.data), "layout": args.layout, "seed": args.seed, "dev": args.dev, "test": args.test}

@@ -73,7 +73,7 @@ def run(args) -> int:
     if images:
         X = np.stack([load_digit_image(path) for path in images])
     else:
-        dataset = sources.rows_to_score(args.data[0], args.layout, runs.download_progress(args))
+        dataset = sources.rows_to_score(args.data[0], args.layout, runs.download_progress(args.progress))
         sources.check_model_fits(args.model, params, attrs.evolve(dataset, y=None))
         X = dataset.X
     proba = predict_proba(params, X)

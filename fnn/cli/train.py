@@ -3,19 +3,15 @@ interrupted run (`--resume RUN_DIR`)."""
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
-import numpy as np
-
-from fnn.checkpoint import load_checkpoint, read_metadata
+from fnn.checkpoint import read_metadata
 from fnn.cli import flags, runs
-from fnn.config import TrainConfig, make_optimizer
+from fnn.config import TrainConfig
 from fnn.files import staged_folder
-from fnn.params import init
+from fnn.run import load_run_checkpoint
 from fnn.text import count
-from fnn.train import steps_per_epoch
 
 
 def add_parser(commands, common) -> None:
@@ -67,8 +63,9 @@ def run(args) -> int:
         )
     for folder in left:
         shutil.rmtree(folder)
+    record = flags.data_record(args)
     with runs.leave_resumable(out), staged_folder(out, keep_interrupted=True) as folder:
-        splits = runs.load_splits(args)
+        splits = runs.load_splits(**record, progress=args.progress)
         sizes = (splits.train.X.shape[1], *config.hidden, len(splits.train.class_names))
         dropout = f", dropout {config.dropout:g}" if config.dropout else ""
         print(
@@ -77,8 +74,8 @@ def run(args) -> int:
             f"{config.optimizer} lr {config.lr:g} ({config.schedule}), batch {config.batch_size}, "
             f"{count(config.epochs, 'epoch')}"
         )
-        summary = runs.train_and_save(args, config, splits, folder, checkpoints=True)
-    runs.print_summary(summary, out)
+        result = runs.train_and_save(config, splits, folder, record, progress=args.progress, checkpoints=True)
+    runs.print_summary(result.summary, out)
     return 0
 
 
@@ -86,15 +83,13 @@ def _resume(args) -> int:
     """Continue the run in args.resume from its checkpoint, with the flags it was started with."""
     folder = args.resume
     saved = read_metadata(folder / runs.CHECKPOINT)
-    config = TrainConfig(**saved["config"])
-    run_args = argparse.Namespace(**{"data": saved["data"]["source"], **saved["data"], "progress": args.progress})
-    splits = runs.load_splits(run_args)
-    sizes = (splits.train.X.shape[1], *config.hidden, len(splits.train.class_names))
-    template = init(np.random.default_rng(0), sizes, config.activation, config.dropout)
-    optimizer = make_optimizer(config, steps_per_epoch(len(splits.train.X), config.batch_size))
-    monitor, _ = load_checkpoint(folder / runs.CHECKPOINT, template, optimizer)
+    config, record = TrainConfig(**saved["config"]), saved["data"]
+    splits = runs.load_splits(**record, progress=args.progress)
+    monitor = load_run_checkpoint(folder / runs.CHECKPOINT, config, splits)
     print(f"resuming {folder} at step {monitor.good.step} (epoch {monitor.good.epoch} of {config.epochs})")
     with runs.leave_resumable(folder):
-        summary = runs.train_and_save(run_args, config, splits, folder, checkpoints=True, resume=monitor)
-    runs.print_summary(summary, folder)
+        result = runs.train_and_save(
+            config, splits, folder, record, progress=args.progress, checkpoints=True, resume=monitor
+        )
+    runs.print_summary(result.summary, folder)
     return 0

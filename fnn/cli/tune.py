@@ -225,9 +225,10 @@ def run(args) -> int:
         flags.check_fits_in_memory(hidden, "tune")
     out = args.out or runs.default_out("tune-")
     n_runs = len(points) * args.repeats
+    record = flags.data_record(args)
     with staged_folder(out) as folder:
         with _executor(args) as (executor, where):  # connect before loading data: fail fast
-            splits = runs.load_splits(args)
+            splits = runs.load_splits(**record, progress=args.progress)
             if not len(splits.dev.X):
                 raise flags.FlagError("tune scores each grid point on the dev split, which is empty; pass --dev > 0")
             print(
@@ -235,7 +236,9 @@ def run(args) -> int:
                 f"{len(points)} {'random' if args.samples else 'grid'} points x {count(args.repeats, 'seed')} "
                 f"on {where}, {count(base.epochs, 'epoch')} each"
             )
-            bar = tqdm(total=n_runs, desc="tune", unit="run", disable=not runs.show_progress(args), file=sys.stderr)
+            bar = tqdm(
+                total=n_runs, desc="tune", unit="run", disable=not runs.show_progress(args.progress), file=sys.stderr
+            )
             try:
                 results = tune.search(
                     args.seed, points, splits, base=base, repeats=args.repeats, executor=executor,
@@ -250,7 +253,7 @@ def run(args) -> int:
         from fnn import plots  # matplotlib loads only when figures are drawn
 
         plots.save_figure(plots.tuning_heatmap(shown), folder / "tune_heatmap.png")
-        summary = runs.train_and_save(args, best, splits, folder, on_dev=args.refit_on_dev)
+        refit = runs.train_and_save(best, splits, folder, record, progress=args.progress, on_dev=args.refit_on_dev)
     columns = [c for c in shown.columns if c != "seeds" and not (c == "dev_acc_std" and args.repeats == 1)]
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         print(shown[columns].to_string(
@@ -261,5 +264,5 @@ def run(args) -> int:
         f"best on dev: hidden {flags.format_sizes(best.hidden)}, l2 {best.l2:g}, lr {best.lr:g}, dev accuracy "
         f"{winner['dev_acc']:.4f}{spread}; refit on {'train + dev' if args.refit_on_dev else 'train'} with seed {best.seed}"
     )
-    runs.print_summary(summary, out)
+    runs.print_summary(refit.summary, out)
     return 0
