@@ -1,4 +1,4 @@
-"""fnn.optim and fnn.train: one optimizer update, one train_step, one epoch of 60,000 rows at
+"""fnn.optim and fnn.training: one optimizer update, one train_step, one epoch of 60,000 rows at
 batch 128, and the evaluation of 10,000 images, rated against the BLAS floor where the
 matrix products are the work.
 
@@ -16,7 +16,7 @@ import toolz
 import fnn
 from benchmarks import common
 from fnn.optim import adam, apply_updates, sgd
-from fnn.train import Batch, batches, copy_state, evaluate, init_state, train_step
+from fnn.training import Batch, batches, copy_state, evaluate, init_state, train_step
 from fnn.tree import ravel, ravel_spec
 
 OPTIMIZERS = {"sgd": partial(sgd, 0.05, momentum=0.9), "adam": partial(adam, 1e-3)}

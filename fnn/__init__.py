@@ -25,8 +25,8 @@ from fnn.nn import (
 )
 from fnn.optim import Optimizer, adam, apply_updates, chain, constant, cosine, gd, sgd, step_decay
 from fnn.params import MLP, init, layer_sizes
-from fnn.train import Batch, TrainState, batches, evaluate, init_state, train_step
-from fnn.fit import FitResult, fit
+from fnn.training import Batch, TrainState, batches, copy_state, evaluate, init_state, train_step
+from fnn.fitting import FitResult, fit
 from fnn.config import TrainConfig, make_optimizer, train
 from fnn.version import __version__
 from fnn.tree import global_norm, static, tree_allclose, tree_leaves, tree_map, tree_zeros_like

@@ -24,10 +24,10 @@ import numpy as np
 
 from fnn.errors import UserError
 from fnn.files import atomic_path
-from fnn.fit import Monitor
+from fnn.fitting import Monitor
 from fnn.optim import Optimizer
 from fnn.params import MLP
-from fnn.train import TrainState
+from fnn.training import TrainState
 from fnn.tree import ravel, ravel_spec, tree_leaves, tree_map
 
 META_KEY = "checkpoint.json"

@@ -14,11 +14,11 @@ import attrs
 import numpy as np
 
 from fnn import checks
-from fnn.fit import MONITORS, FitResult, Monitor, arrays, fit
+from fnn.fitting import MONITORS, FitResult, Monitor, arrays, fit
 from fnn.layers import ACTIVATIONS
 from fnn.optim import Optimizer, adam, constant, cosine, gd, sgd, step_decay
 from fnn.params import init
-from fnn.train import steps_per_epoch
+from fnn.training import steps_per_epoch
 
 OPTIMIZERS = ("gd", "sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")

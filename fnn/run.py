@@ -22,9 +22,9 @@ from fnn.checkpoint import load_checkpoint
 from fnn.config import TrainConfig, make_optimizer, train
 from fnn.data import Dataset, Splits, concat
 from fnn.errors import TrainingDiverged
-from fnn.fit import FitResult, Monitor
+from fnn.fitting import FitResult, Monitor
 from fnn.params import MLP, init, layer_sizes
-from fnn.train import evaluate, steps_per_epoch
+from fnn.training import evaluate, steps_per_epoch
 
 
 @attrs.frozen(eq=False)
@@ -108,7 +108,7 @@ def run_training(
 
     data_record: recorded in the metadata (see `model_metadata`).
     on_row: called with each history row as it is recorded (a progress bar).
-    checkpoint, resume, clock: as `fnn.fit.fit` takes them.
+    checkpoint, resume, clock: as `fnn.fit` takes them.
     """
     train_set = (
         concat(splits.train, splits.dev, source=f"{splits.train.source} (train + dev)") if on_dev else splits.train

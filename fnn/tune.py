@@ -41,7 +41,7 @@ import pandas as pd
 from fnn.data import Dataset, Splits
 from fnn.errors import TrainingDiverged
 from fnn.config import TrainConfig, train
-from fnn.train import evaluate
+from fnn.training import evaluate
 
 RESULT_COLUMNS = ("seed", "seeds", "dev_acc", "dev_acc_std", "dev_loss", "seconds", "epochs_run", "stopped")
 

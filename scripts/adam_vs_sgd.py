@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks import common  # noqa: E402
 from benchmarks.bench_train import OPTIMIZERS, sizes_for  # noqa: E402
-from fnn.train import batches, init_state, train_step  # noqa: E402
+from fnn.training import batches, init_state, train_step  # noqa: E402
 
 
 def paired_ratios(hidden: int, pairs: int, block: int, batch: int) -> tuple[list[float], float, float]:

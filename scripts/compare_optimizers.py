@@ -23,8 +23,8 @@ import pandas as pd
 import fnn
 from fnn import plots
 from fnn.optim import adam, gd, sgd
-from fnn.fit import fit
-from fnn.train import evaluate
+from fnn.fitting import fit
+from fnn.training import evaluate
 
 
 def describe_blas() -> str:

@@ -28,7 +28,7 @@ import fnn
 from fnn import metrics, plots, tune
 from fnn.optim import constant, gd
 from fnn.config import TrainConfig, train
-from fnn.train import batches, evaluate, init_state, train_step
+from fnn.training import batches, evaluate, init_state, train_step
 
 
 def scores(params: fnn.MLP, name: str, dataset: fnn.Dataset) -> dict:

@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import fnn  # noqa: E402
 from fnn.optim import sgd  # noqa: E402
-from fnn.train import batches, evaluate, init_state, train_step  # noqa: E402
+from fnn.training import batches, evaluate, init_state, train_step  # noqa: E402
 
 FRAMEWORKS = ("fnn", "pytorch", "scikit-learn")
 PEERS = FRAMEWORKS[1:]

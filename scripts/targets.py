@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from fnn.data import load_dataset, load_test_set, split
 from fnn.config import TrainConfig, train
-from fnn.train import evaluate
+from fnn.training import evaluate
 
 SEED_RECIPE = TrainConfig(
     hidden=(128,), epochs=500, batch_size=None, optimizer="gd", lr=0.1, schedule="constant", l2=0.0, patience=None

@@ -8,7 +8,7 @@ import pytest
 
 import fnn
 from fnn.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from fnn.fit import fit
+from fnn.fitting import fit
 
 
 def blobs(seed=0, n=300, n_in=12, k=3):

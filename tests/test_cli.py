@@ -27,7 +27,7 @@ import fnn
 from fnn.cli import main
 from fnn.data import load_dataset
 from fnn.io import load_model
-from fnn.fit import history_columns
+from fnn.fitting import history_columns
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "2", "--hidden", "16", "--no-progress"]

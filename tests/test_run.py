@@ -10,7 +10,7 @@ from fnn.checkpoint import save_checkpoint
 from fnn.config import TrainConfig
 from fnn.errors import TrainingDiverged
 from fnn.run import load_run_checkpoint, run_training
-from fnn.train import evaluate
+from fnn.training import evaluate
 
 CONFIG = TrainConfig(hidden=(8,), epochs=2, batch_size=32, lr=0.1, seed=3)
 RECORD = {"source": "sample", "layout": "kaggle", "seed": 0, "dev": 80, "test": 80}

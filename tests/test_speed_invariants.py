@@ -16,7 +16,7 @@ import toolz
 import fnn
 from fnn.layers import Dropout, LeakyRelu
 from fnn.optim import _flush_period, adam, apply_updates, chain, gd, scale_by_lr, sgd, trace
-from fnn.train import Batch, batches, copy_state, evaluate, init_state, train_step
+from fnn.training import Batch, batches, copy_state, evaluate, init_state, train_step
 from fnn.tree import ravel, ravel_spec, tree_map, unravel
 
 

@@ -19,8 +19,8 @@ from fnn.nn import loss, predict
 from fnn.optim import adam, gd, sgd
 from fnn.params import init
 from fnn.config import TrainConfig, make_optimizer, train
-from fnn.fit import fit, history_columns
-from fnn.train import Batch, batches, epoch_indices, evaluate, init_state, steps_per_epoch, train_step
+from fnn.fitting import fit, history_columns
+from fnn.training import Batch, batches, epoch_indices, evaluate, init_state, steps_per_epoch, train_step
 from fnn.tree import tree_leaves
 
 

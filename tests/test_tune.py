@@ -18,7 +18,7 @@ from fnn.cli import main
 from fnn.data import Splits, load_dataset, split
 from fnn.config import TrainConfig, train
 from fnn.io import load_model
-from fnn.train import evaluate
+from fnn.training import evaluate
 from fnn.tune import (
     RESULT_COLUMNS,
     LogUniform,

@@ -14,7 +14,7 @@ from fnn.files import staged_folder
 from fnn.io import load_model
 from fnn.nn import predict_proba
 from fnn.run import blas
-from fnn.train import evaluate
+from fnn.training import evaluate
 
 
 def add_parser(commands, common) -> None:

@@ -22,7 +22,7 @@ from fnn.config import TrainConfig
 from fnn.data import Splits, load_dataset, load_test_set, split
 from fnn.errors import DataError
 from fnn.files import atomic_path
-from fnn.fit import Monitor
+from fnn.fitting import Monitor
 from fnn.io import save_model
 from fnn.run import RunResult, load_run_checkpoint, model_metadata, run_training
 

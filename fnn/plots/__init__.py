@@ -4,7 +4,7 @@ Every function builds and returns a `matplotlib.figure.Figure` directly — no p
 global figure registry, no backend to select and nothing to close — and never shows it.
 Writing it is the caller's: `save_figure(fig, path)` renders it atomically (see `fnn.files`).
 
-History tables are those of `fnn.train.fit`: columns step, epoch, lr, seconds, train_loss,
+History tables are those of `fnn.fit`: columns step, epoch, lr, seconds, train_loss,
 train_acc, dev_loss, dev_acc (NaN without a dev set), then per layer l = 1..L grad_norm_<l>,
 update_ratio_<l>, and for hidden layers dead_frac_<l>.
 

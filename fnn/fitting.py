@@ -10,7 +10,7 @@ the last good state; it sets `stopped` ("completed", "early_stop", "diverged") w
 must end. The stream is lazy, so nothing is computed past the first stopped monitor.
 
 `fit` owns the states of its fold, so it donates each one to the next step (see
-`fnn.train.train_step`): a step writes into the buffers of the one before. What it keeps (the
+`fnn.training.train_step`): a step writes into the buffers of the one before. What it keeps (the
 best params, the last good state) it copies, once per evaluation point.
 """
 
@@ -31,7 +31,7 @@ from fnn.nn import check_batch, check_labels, forward_pass
 from fnn.optim import Optimizer
 from fnn.params import MLP
 from fnn.text import count
-from fnn.train import Batch, StepOutput, TrainState, advance, batches, copy_state, init_state, scan, steps_per_epoch
+from fnn.training import Batch, StepOutput, TrainState, advance, batches, copy_state, init_state, scan, steps_per_epoch
 from fnn.tree import global_norm, tree_leaves, tree_map, unravel
 
 if TYPE_CHECKING:  # pandas loads when fit builds its history, not with `import fnn`

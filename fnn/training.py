@@ -10,7 +10,7 @@ whole buffers. `train_step` is pure: it never writes into an array its caller pa
 that will not use a state again may *donate* it (`donate=True`, JAX's buffer donation): the
 step then writes the new state into the old one's buffers instead of new memory. A fold donates
 safely, since each state is used once; keep no reference to a donated state (copy what you
-want to keep: `fnn.train.copy_state(state)`).
+want to keep: `fnn.copy_state(state)`).
 
 Batches are slices `perm[s:s+bs]` of one permutation per epoch, gathered (`X[idx]`), so each
 row is copied at most once per epoch and the training set is never copied whole. Each epoch's
@@ -22,7 +22,7 @@ step t of a state seeded `seed` uses `np.random.default_rng((seed, t))`. So `tra
 pure binary operator, two runs give the same bits, and a saved state resumes exactly.
 
 `evaluate` scans a whole set in chunks through the one forward pass of `fnn.nn`. `fnn.fit`
-(in `fnn/fit.py`) runs the fold while recording a history and stopping early.
+(in `fnn/fitting.py`) runs the fold while recording a history and stopping early.
 """
 
 from __future__ import annotations
