@@ -78,7 +78,8 @@ class TraceState:
 
 @attrs.frozen(eq=False)
 class AdamState:
-    """The state of `scale_by_adam`: step count t and the moment estimates m, v (param-shaped)."""
+    """The state of `scale_by_adam`: step count t and the moment sums M, V (param-shaped), the
+    moment estimates m = (1 - b1) M and v = (1 - b2) V (see `scale_by_adam`)."""
 
     count: int
     mu: Any
@@ -194,15 +195,6 @@ def _nesterov(g: np.ndarray, v: np.ndarray, mu: float, donate: bool) -> np.ndarr
     return np.add(g, mu * v, out=_into(g, donate))
 
 
-def _moment(x: np.ndarray, m: np.ndarray, decay: float, flush: bool, donate: bool) -> np.ndarray:
-    """m' = decay·m + (1 - decay)·x, computed as decay·(m - x) + x: three passes and, donated,
-    no scratch memory."""
-    out = np.subtract(m, x, out=_into(m, donate))
-    out *= decay
-    out += x
-    return _flush_subnormals(out) if flush else out
-
-
 def _adam_direction(m: np.ndarray, v: np.ndarray, k: float, shift: float, g: np.ndarray, donate: bool) -> np.ndarray:
     """k · m / (sqrt(v) + shift), written over `g` (the gradient's buffer) when donated."""
     u = np.sqrt(v, out=_into(g, donate))
@@ -265,6 +257,9 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Opti
         u   = m̂ / (sqrt(v̂) + eps)              m̂ = m_t / (1 - b1^t),  v̂ = v_t / (1 - b2^t)
 
     t counts from 1 at the first update; the bias corrections undo the zero start of m and v.
+    The state holds the sums M = m / (1 - b1) and V = v / (1 - b2), which follow the momentum
+    rule M_t = b1 M_{t-1} + g, V_t = b2 V_{t-1} + g²: two passes each instead of three, and the
+    factors (1 - b1), (1 - b2) join the bias corrections' scalars.
     """
     init, scaled_update = _adam_rule(b1, b2, eps)
     return Optimizer(init, lambda grads, state, params=None, donate=False: scaled_update(grads, state, 1.0, donate))
@@ -283,14 +278,14 @@ def _adam_rule(b1: float, b2: float, eps: float):
     def update(grads, state, scale, donate):
         t = state.count + 1
         flush1, flush2 = t % period1 == 0, t % period2 == 0  # see `_flush_period`
-        mu = tree_map(lambda g, m: _moment(g, m, b1, flush1, donate), grads, state.mu)
+        mu = tree_map(lambda g, M: _momentum(g, M, b1, flush1, donate), grads, state.mu)
         # g² goes over the donated g, which nothing needs after this
-        nu = tree_map(lambda g, v: _moment(np.square(g, out=_into(g, donate)), v, b2, flush2, donate), grads, state.nu)
-        # scale · m̂ / (sqrt(v̂) + eps) with m̂ = c1·m, v̂ = c2·v is k·m / (sqrt(v) + eps / sqrt(c2)),
-        # k = scale · c1 / sqrt(c2): the bias corrections fold into two scalars (Python floats:
-        # no float64 upcast)
-        root_c2 = math.sqrt(1 / (1 - b2**t))
-        k, shift = scale / ((1 - b1**t) * root_c2), eps / root_c2
+        nu = tree_map(lambda g, V: _momentum(np.square(g, out=_into(g, donate)), V, b2, flush2, donate), grads, state.nu)
+        # scale · m̂ / (sqrt(v̂) + eps) with m̂ = c1·M, v̂ = c2·V (c1 = (1 - b1) / (1 - b1^t),
+        # c2 = (1 - b2) / (1 - b2^t)) is k·M / (sqrt(V) + eps / sqrt(c2)), k = scale · c1 / sqrt(c2):
+        # the bias corrections fold into two scalars (Python floats: no float64 upcast)
+        root_c2 = math.sqrt((1 - b2) / (1 - b2**t))
+        k, shift = scale * (1 - b1) / ((1 - b1**t) * root_c2), eps / root_c2
         u = tree_map(lambda m, v, g: _adam_direction(m, v, k, shift, g, donate), mu, nu, grads)
         return u, AdamState(count=t, mu=mu, nu=nu)
 

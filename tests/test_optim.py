@@ -79,8 +79,9 @@ def test_adam_bias_corrected_two_steps():
     np.testing.assert_allclose(u2["w"], [-0.0932179627, 0.0469468168], rtol=1e-8)
     adam_state, lr_state = state
     assert adam_state.count == 2 and lr_state.count == 2
-    np.testing.assert_allclose(adam_state.mu["w"], [0.14, -0.13])
-    np.testing.assert_allclose(adam_state.nu["w"], [0.001249, 0.004246])
+    # the state holds the sums M = m / (1 - b1), V = v / (1 - b2)
+    np.testing.assert_allclose(adam_state.mu["w"], [1.4, -1.3])
+    np.testing.assert_allclose(adam_state.nu["w"], [1.249, 4.246])
 
 
 def test_chain_of_trace_and_scale_is_sgd():
