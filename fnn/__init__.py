@@ -9,7 +9,8 @@ import importlib
 
 from fnn.errors import DataError, ModelFileError, TrainingDiverged, UserError
 from fnn.gradcheck import check_grads, numeric_grads, relative_error
-from fnn.layers import Dense, Dropout, LeakyRelu, Relu, Sigmoid, Tanh
+from fnn.conv import Conv2D, MaxPool2D
+from fnn.layers import Dense, Dropout, Flatten, LeakyRelu, Relu, Reshape, Sigmoid, Tanh
 from fnn.nn import (
     backprop,
     cross_entropy,
@@ -24,7 +25,7 @@ from fnn.nn import (
     value_and_grads,
 )
 from fnn.optim import Optimizer, adam, apply_updates, chain, constant, cosine, gd, sgd, step_decay
-from fnn.params import MLP, init, layer_sizes
+from fnn.params import MLP, Network, init, layer_sizes
 from fnn.training import Batch, TrainState, batches, copy_state, evaluate, init_state, train_step
 from fnn.fitting import FitResult, fit
 from fnn.config import TrainConfig, make_optimizer, train

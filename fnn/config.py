@@ -17,6 +17,7 @@ from fnn import checks
 from fnn.fitting import MONITORS, FitResult, Monitor, arrays, fit
 from fnn.layers import ACTIVATIONS
 from fnn.optim import Optimizer, adam, constant, cosine, gd, sgd, step_decay
+from fnn.conv import square_image
 from fnn.params import init
 from fnn.training import steps_per_epoch
 
@@ -43,6 +44,8 @@ class TrainConfig:
     """The hyper-parameters of one training run; the defaults are what `fnn train` runs with.
 
     hidden: widths of the hidden layers, e.g. (128,) for 784-128-10.
+    conv: channels of each convolutional block before them, e.g. (32, 64) ((): none, an MLP);
+        kernel: their square kernel size (see `fnn.init`).
     activation: "relu", "leaky_relu", "tanh" or "sigmoid" after each hidden Dense layer.
     dropout: rate of a Dropout layer after each hidden activation (0: none).
     epochs: the most epochs to run (early stopping may end sooner).
@@ -58,6 +61,8 @@ class TrainConfig:
     """
 
     hidden: tuple[int, ...] = attrs.field(default=(128,), converter=tuple, validator=_validated(_hidden_sizes))
+    conv: tuple[int, ...] = attrs.field(default=(), converter=tuple, validator=_validated(_hidden_sizes))
+    kernel: int = attrs.field(default=3, validator=_validated(checks.positive_int))
     activation: str = attrs.field(default="relu", validator=_validated(checks.one_of, tuple(ACTIVATIONS)))
     dropout: float = attrs.field(default=0.0, validator=_validated(checks.fraction))
     epochs: int = attrs.field(default=30, validator=_validated(checks.positive_int))
@@ -72,6 +77,12 @@ class TrainConfig:
     monitor: str = attrs.field(default="dev_acc", validator=_validated(checks.one_of, MONITORS))
     eval_every: int | None = attrs.field(default=None, validator=_validated(checks.optional_positive_int))
     seed: int = 0
+
+
+def build_network(rng: np.random.Generator, config: TrainConfig, n_in: int, classes: int):
+    """`fnn.init` of the network `config` describes, for rows of n_in values and `classes` outputs."""
+    conv = dict(conv=config.conv, kernel=config.kernel, image_shape=square_image(n_in)) if config.conv else {}
+    return init(rng, (n_in, *config.hidden, classes), config.activation, config.dropout, **conv)
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> Optimizer:
@@ -111,7 +122,7 @@ def train(
     X, y = arrays("train_set", train_set)
     classes = len(train_set.class_names) if hasattr(train_set, "class_names") else int(np.max(y)) + 1
     init_rng, fit_rng = rng.spawn(2)
-    params = init(init_rng, (X.shape[1], *config.hidden, classes), config.activation, config.dropout)
+    params = build_network(init_rng, config, X.shape[1], classes)
     optimizer = make_optimizer(config, steps_per_epoch(X.shape[0], config.batch_size))
     return fit(
         fit_rng,

@@ -27,6 +27,7 @@ import attrs
 import numpy as np
 
 from fnn import checks
+from fnn.conv import Conv2D, square_image
 from fnn.layers import Dense
 from fnn.nn import forward_pass, loss, value_and_grads
 from fnn.params import MLP, init, layer_sizes, params_dtype
@@ -173,10 +174,13 @@ def check_random_network(
     eps: float = 1e-6,
     activation: str = "relu",
     dropout: float = 0.0,
+    conv=(),
+    kernel: int = 3,
 ) -> list[tuple[str, float]]:
     """Gradient check of a random float64 network: [("W1", err), ("b1", err), ...].
 
-    rng: the only source of randomness. sizes, activation, dropout: as for `init`. batch: rows m.
+    rng: the only source of randomness. sizes, activation, dropout, conv, kernel: as for `init`
+    (with conv, sizes[0] must be a square number of pixels: 100 for 10x10 images). batch: rows m.
     The network is `init`'s, with biases redrawn from N(0, 0.1²) (so that bias gradients and
     dead units are generic); X ~ N(0, 1) of shape (batch, n_0), y uniform in [0, n_L). With
     dropout > 0 the masks come from one Generator spawned from rng, fixed for the whole check.
@@ -184,10 +188,11 @@ def check_random_network(
     """
     batch = checks.positive_int("batch", batch)
     eps = checks.positive_float("eps", eps)
-    net = init(rng, sizes, activation=activation, dropout=dropout, dtype=np.float64)
+    shape = dict(conv=conv, kernel=kernel, image_shape=square_image(sizes[0])) if conv else {}
+    net = init(rng, sizes, activation=activation, dropout=dropout, dtype=np.float64, **shape)
     params = MLP(
         layers=tuple(
-            attrs.evolve(layer, b=0.1 * rng.standard_normal(layer.b.shape)) if isinstance(layer, Dense) else layer
+            attrs.evolve(layer, b=0.1 * rng.standard_normal(layer.b.shape)) if isinstance(layer, (Dense, Conv2D)) else layer
             for layer in net.layers
         )
     )

@@ -185,5 +185,47 @@ class Dropout:
         return self, dZ if M is None else dZ * M
 
 
+@attrs.frozen
+class Flatten:
+    """Z = A with each sample's dimensions flattened: (m, d_1, ..., d_r) -> (m, d_1·...·d_r),
+    row-major (images (m, H, W, C) become rows of H·W·C); dA = dZ reshaped back."""
+
+    uses_rng: ClassVar[bool] = False
+
+    def forward(self, A, rng):
+        return A.reshape(A.shape[0], -1), A.shape
+
+    def backward(self, shape, dZ, out=None):
+        return self, dZ.reshape(shape)
+
+
+def _shape(instance, attribute, value):
+    if not value or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in value):
+        raise ValueError(f"Reshape.shape must be one or more positive ints, e.g. (28, 28, 1), got {value!r}")
+
+
+@attrs.frozen
+class Reshape:
+    """Z = each row of A as an array of `shape`: (m, n) -> (m, *shape), n = prod(shape); the
+    data layer's flat pixel rows become images (m, 28, 28, 1). dA = dZ flattened back."""
+
+    shape: tuple = static(converter=tuple, validator=_shape)
+
+    uses_rng: ClassVar[bool] = False
+
+    @property
+    def n_in(self) -> int:
+        """The input columns it takes (what `fnn.nn.check_batch` asks of X)."""
+        return int(np.prod(self.shape))
+
+    def forward(self, A, rng):
+        if A.ndim != 2 or A.shape[1] != self.n_in:
+            raise ValueError(f"Reshape to {self.shape} takes rows of {self.n_in} columns, got A of shape {A.shape}")
+        return A.reshape(A.shape[0], *self.shape), None
+
+    def backward(self, cache, dZ, out=None):
+        return self, dZ.reshape(dZ.shape[0], -1)
+
+
 ACTIVATIONS = {"relu": Relu, "leaky_relu": LeakyRelu, "tanh": Tanh, "sigmoid": Sigmoid}
-BUILT_IN = {cls.__name__: cls for cls in (Dense, Relu, LeakyRelu, Tanh, Sigmoid, Dropout)}
+ELEMENTWISE = (Relu, LeakyRelu, Tanh, Sigmoid, Dropout)  # width out = width in

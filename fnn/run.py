@@ -19,11 +19,11 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 from fnn.checkpoint import load_checkpoint
-from fnn.config import TrainConfig, make_optimizer, train
+from fnn.config import TrainConfig, build_network, make_optimizer, train
 from fnn.data import Dataset, Splits, concat
 from fnn.errors import TrainingDiverged
 from fnn.fitting import FitResult, Monitor
-from fnn.params import MLP, init, layer_sizes
+from fnn.params import MLP, layer_sizes
 from fnn.training import evaluate, steps_per_epoch
 
 
@@ -142,7 +142,6 @@ def run_training(
 def load_run_checkpoint(path: str | os.PathLike, config: TrainConfig, splits: Splits) -> Monitor:
     """The Monitor a run of `config` on `splits` saved at `path` (`fnn.checkpoint.save_checkpoint`),
     to pass to `run_training(..., resume=)`; CheckpointError when it is of another network."""
-    sizes = (splits.train.X.shape[1], *config.hidden, len(splits.train.class_names))
-    template = init(np.random.default_rng(0), sizes, config.activation, config.dropout)
+    template = build_network(np.random.default_rng(0), config, splits.train.X.shape[1], len(splits.train.class_names))
     optimizer = make_optimizer(config, steps_per_epoch(len(splits.train.X), config.batch_size))
     return load_checkpoint(path, template, optimizer)[0]

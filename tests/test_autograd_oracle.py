@@ -34,6 +34,16 @@ def oracle_loss(leaves: list, layers: tuple, X, y, l2: float, rng: np.random.Gen
             W, b = next(params), next(params)
             weights.append(W)
             A = anp.dot(A, W) + b
+        elif isinstance(layer, fnn.Conv2D):
+            K, b = next(params), next(params)
+            weights.append(K)
+            A = conv2d(A, K, layer.stride, layer.padding) + b
+        elif isinstance(layer, fnn.MaxPool2D):
+            A = max_pool(A, layer.size, layer.stride or layer.size)
+        elif isinstance(layer, fnn.Reshape):
+            A = anp.reshape(A, (A.shape[0], *layer.shape))
+        elif isinstance(layer, fnn.Flatten):
+            A = anp.reshape(A, (A.shape[0], -1))
         elif isinstance(layer, fnn.Relu):
             A = anp.maximum(A, 0.0)
         elif isinstance(layer, fnn.LeakyRelu):
@@ -52,8 +62,32 @@ def oracle_loss(leaves: list, layers: tuple, X, y, l2: float, rng: np.random.Gen
     return ce + l2 / (2 * m) * sum(anp.sum(W * W) for W in weights)
 
 
+def conv2d(A, K, stride, padding):
+    """Σ over kernel offsets (u, v) of the strided window at (u, v) times K[u, v] (no im2col)."""
+    kh, kw = K.shape[:2]
+    H, W = A.shape[1:3]
+    if padding == "same":
+        Ho, Wo = -(-H // stride), -(-W // stride)
+        ph, pw = max((Ho - 1) * stride + kh - H, 0), max((Wo - 1) * stride + kw - W, 0)
+        A = anp.pad(A, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="constant")
+    else:
+        Ho, Wo = (H - kh) // stride + 1, (W - kw) // stride + 1
+    return sum(
+        anp.dot(A[:, u : u + stride * Ho : stride, v : v + stride * Wo : stride, :], K[u, v])
+        for u in range(kh) for v in range(kw)
+    )
+
+
+def max_pool(A, size, stride):
+    """The max of the size x size shifted views (inputs without ties: autograd splits ties)."""
+    H, W = A.shape[1:3]
+    Ho, Wo = (H - size) // stride + 1, (W - size) // stride + 1
+    views = [A[:, u : u + stride * Ho : stride, v : v + stride * Wo : stride, :] for u in range(size) for v in range(size)]
+    return anp.max(anp.stack(views), axis=0)
+
+
 def oracle_value_and_grads(net: fnn.MLP, X, y, l2: float, seed: int | None):
-    leaves = [a for layer in net.layers if isinstance(layer, fnn.Dense) for a in (layer.W, layer.b)]
+    leaves = fnn.tree_leaves(net)
     rng = None if seed is None else np.random.default_rng(seed)
     value, g = autograd.value_and_grad(oracle_loss)(leaves, net.layers, X, y, l2, rng)
     return value, g
@@ -62,8 +96,7 @@ def oracle_value_and_grads(net: fnn.MLP, X, y, l2: float, seed: int | None):
 def fnn_value_and_grads(net: fnn.MLP, X, y, l2: float, seed: int | None):
     rng = None if seed is None else np.random.default_rng(seed)
     value, g = fnn.value_and_grads(net, X, y, l2, rng=rng)
-    dense = [a for layer in g.layers if isinstance(layer, fnn.Dense) for a in (layer.W, layer.b)]
-    return value, dense
+    return value, fnn.tree_leaves(g)
 
 
 def assert_agree(net, X, y, l2, seed):
@@ -140,3 +173,28 @@ def test_random_architectures(seed, sizes, m, l2, activation, dropout):
     X, y = rng.standard_normal((m, sizes[0])), rng.integers(0, sizes[-1], size=m)
     assert_agree(net, X, y, l2, seed)
 
+
+@pytest.mark.parametrize("stride, padding", [(1, "valid"), (2, "same"), (1, "same"), (2, "valid")])
+@pytest.mark.parametrize("l2", [0.0, 0.4])
+def test_conv2d_max_pool_flatten_and_reshape(stride, padding, l2):
+    """A CNN of every image layer: Reshape, Conv2D (this stride and padding), MaxPool2D (2 and
+    an overlapping 3 at stride 2), Flatten; random inputs, so no window holds a tie."""
+    rng = np.random.default_rng(5)
+    head = [
+        fnn.Reshape((9, 11, 2)),
+        fnn.Conv2D(rng.standard_normal((3, 3, 2, 4)) * 0.4, 0.1 * rng.standard_normal(4), stride=stride, padding=padding),
+        fnn.Tanh(), fnn.MaxPool2D(2),
+        fnn.Conv2D(rng.standard_normal((2, 2, 4, 3)) * 0.4, 0.1 * rng.standard_normal(3), padding="same"),
+        fnn.Relu(), fnn.MaxPool2D(3, stride=2) if stride == 1 else fnn.MaxPool2D(1), fnn.Flatten(),
+    ]
+    X = rng.standard_normal((6, 9 * 11 * 2))
+    width = fnn.nn.forward_pass(fnn.Network(head), X)[0][-1].shape[1]
+    net = fnn.Network([*head, fnn.Dense(rng.standard_normal((width, 5)) * 0.3, 0.1 * rng.standard_normal(5))])
+    assert_agree(net, X, rng.integers(0, 5, size=6), l2, seed=None)
+
+
+def test_init_cnn_with_dropout():
+    rng = np.random.default_rng(6)
+    net = random_biases(fnn.init(rng, (100, 12, 4), conv=(3, 2), image_shape=(10, 10, 1), dropout=0.3, dtype=np.float64), rng)
+    X = rng.standard_normal((5, 100))
+    assert_agree(net, X, rng.integers(0, 4, size=5), 0.2, seed=11)

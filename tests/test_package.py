@@ -38,7 +38,7 @@ def test_no_module_state_reference_counts_or_weak_tables():
 
 def test_the_core_names_no_layer_class():
     """nn.py, training.py and fitting.py work through what layers declare, never their types."""
-    layer_classes = set(fnn.layers.BUILT_IN)
+    layer_classes = set(fnn.params.BUILT_IN)
     for name in ("nn.py", "training.py", "fitting.py"):
         tree = ast.parse((PACKAGE / name).read_text())
         used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}

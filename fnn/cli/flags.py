@@ -189,7 +189,15 @@ def data_flags() -> argparse.ArgumentParser:
 
 
 def add_architecture_flags(parser: argparse.ArgumentParser, activation: str, dropout: float) -> None:
-    """--activation and --dropout: the layers `fnn.init` puts after each hidden Dense layer."""
+    """--activation and --dropout: the layers `fnn.init` puts after each hidden Dense layer;
+    --conv and --kernel: the convolutional blocks before them."""
+    parser.add_argument(
+        "--conv", type=int_list, default=(), metavar="C[,C...]",
+        help="convolutional blocks before the hidden layers, channels of each: 32,64 builds "
+        "[Conv2D 3x3 -> activation -> MaxPool2D 2x2] twice on the rows as 28x28 images "
+        "(default: none, a plain MLP)",
+    )
+    parser.add_argument("--kernel", type=positive_int, default=3, help="the --conv blocks' square kernel size")
     parser.add_argument(
         "--activation", choices=tuple(ACTIVATIONS), default=activation,
         help="hidden-layer activation (He initialisation for relu/leaky_relu, Glorot for tanh/sigmoid)",
@@ -271,6 +279,8 @@ def config(args, **searched) -> TrainConfig:
         seed=args.seed,
         activation=args.activation,
         dropout=args.dropout,
+        conv=args.conv,
+        kernel=args.kernel,
     )
     if not searched:
         values.update(hidden=args.hidden, lr=args.lr, l2=args.l2)

@@ -40,12 +40,16 @@ def run(args) -> int:
         raise flags.FlagError(
             f"--sizes needs at least an input and an output width, got {flags.format_sizes(args.sizes)}"
         )
-    errors = gradcheck.check_random_network(
-        np.random.default_rng(args.seed), args.sizes, args.batch, args.l2,
-        activation=args.activation, dropout=args.dropout,
-    )
+    try:
+        errors = gradcheck.check_random_network(
+            np.random.default_rng(args.seed), args.sizes, args.batch, args.l2,
+            activation=args.activation, dropout=args.dropout, conv=args.conv, kernel=args.kernel,
+        )
+    except ValueError as error:  # sizes and --conv that make no network, or no batch clear of kinks
+        raise flags.FlagError(f"{error}; see 'fnn gradcheck --help'") from None
+    conv = f"conv {flags.format_sizes(args.conv)} ({args.kernel}x{args.kernel}), " if args.conv else ""
     print(
-        f"gradient check: sizes {flags.format_sizes(args.sizes)} {args.activation}, dropout {args.dropout:g}, "
+        f"gradient check: {conv}sizes {flags.format_sizes(args.sizes)} {args.activation}, dropout {args.dropout:g}, "
         f"batch {args.batch}, l2 {args.l2:g}, seed {args.seed}, float64"
     )
     print(f"{'param':<6} {'relative error':>15}")

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from fnn.checkpoint import save_checkpoint
 from fnn.cli.flags import FlagError
 from fnn.config import TrainConfig
+from fnn.conv import conv_stack_shape, square_image
 from fnn.data import Splits, load_dataset, load_test_set, split
 from fnn.errors import DataError
 from fnn.files import atomic_path
@@ -90,6 +91,17 @@ def load_splits(source: str, layout: str, seed: int, dev, test, progress: bool |
         )
     except ValueError as error:  # sizes that do not fit this data set: --dev and --test
         raise FlagError(f"{error}; choose smaller --dev/--test for {len(data.X)} rows") from None
+
+
+def check_conv_fits(config: TrainConfig, n_in: int, command: str) -> None:
+    """FlagError when --conv cannot run on rows of n_in values (not square images, or blocks
+    that shrink them to nothing), before any training."""
+    if not config.conv:
+        return
+    try:
+        conv_stack_shape(square_image(n_in), config.conv, config.kernel)
+    except ValueError as error:
+        raise FlagError(f"--conv {','.join(map(str, config.conv))}: {error}; see 'fnn {command} --help'") from None
 
 
 def write_json(path: Path, value: dict) -> None:

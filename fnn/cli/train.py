@@ -66,11 +66,13 @@ def run(args) -> int:
     record = flags.data_record(args)
     with runs.leave_resumable(out), staged_folder(out, keep_interrupted=True) as folder:
         splits = runs.load_splits(**record, progress=args.progress)
+        runs.check_conv_fits(config, splits.train.X.shape[1], "train")
         sizes = (splits.train.X.shape[1], *config.hidden, len(splits.train.class_names))
         dropout = f", dropout {config.dropout:g}" if config.dropout else ""
+        conv = f"conv {flags.format_sizes(config.conv)} ({config.kernel}x{config.kernel}) + " if config.conv else ""
         print(
             f"data {args.data}: {len(splits.train.X)} train / {len(splits.dev.X)} dev / "
-            f"{len(splits.test.X)} test rows; network {flags.format_sizes(sizes)} {config.activation}{dropout}, "
+            f"{len(splits.test.X)} test rows; network {conv}{flags.format_sizes(sizes)} {config.activation}{dropout}, "
             f"{config.optimizer} lr {config.lr:g} ({config.schedule}), batch {config.batch_size}, "
             f"{count(config.epochs, 'epoch')}"
         )

@@ -229,6 +229,7 @@ def run(args) -> int:
     with staged_folder(out) as folder:
         with _executor(args) as (executor, where):  # connect before loading data: fail fast
             splits = runs.load_splits(**record, progress=args.progress)
+            runs.check_conv_fits(base, splits.train.X.shape[1], "tune")
             if not len(splits.dev.X):
                 raise flags.FlagError("tune scores each grid point on the dev split, which is empty; pass --dev > 0")
             print(

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from fnn.layers import BUILT_IN, Dense
+from fnn.layers import ELEMENTWISE, Dense
 
 FORMAT_NAME = "fnn-model"
 FORMAT_VERSION = 2
@@ -23,7 +23,7 @@ MAX_CLASS_NAME = 64  # characters in one class name
 MAX_NPY_HEADER = 10_000  # numpy's own limit on a .npy header it parses
 FORMAT_KEYS = ("format", "format_version", "fnn_version", "layer_sizes", "dtype", "layers")
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with entries, an empty zip
-_SAME_WIDTH = tuple(cls for cls in BUILT_IN.values() if cls is not Dense)  # elementwise: width out = width in
+_SAME_WIDTH = ELEMENTWISE  # width out = width in
 
 
 def fields(cls: type, static: bool) -> tuple[str, ...]:

@@ -16,7 +16,9 @@ import attrs
 import numpy as np
 
 from fnn.errors import ModelFileError
-from fnn.layers import BUILT_IN, Dense, Relu
+from fnn.layers import ELEMENTWISE, Dense, Relu
+from fnn.nn import forward_pass
+from fnn.params import BUILT_IN
 from fnn.params import MLP, layer_sizes
 from fnn.version import __version__
 
@@ -211,15 +213,19 @@ def _plan(path: Path, meta: dict, registry: Mapping[str, type]) -> list[tuple[st
     return plan
 
 
-def _expected_shapes(path: Path, plan, sizes: list[int]) -> dict[str, tuple[int, ...]]:
-    """{entry: shape} for the W and b of each Dense layer, from metadata's layer_sizes."""
+def _expected_shapes(path: Path, plan, sizes: list[int]) -> dict[str, tuple[int | None, ...]]:
+    """{entry: shape} for the W and b of each Dense layer, from metadata's layer_sizes (None:
+    any length; the input width of a first Dense after layers that reshape, as a CNN's Flatten)."""
     dense = [entries for _, cls, _, entries in plan if issubclass(cls, Dense)]
     if len(dense) != len(sizes) - 1:
         problem = f"layer_sizes is {show(sizes)}, i.e. {len(sizes) - 1} Dense layers, but its layers list {len(dense)}"
         raise _fail(path, problem, _RETRAIN)
+    first = next(j for j, (_, cls, _, _) in enumerate(plan) if issubclass(cls, Dense))
+    reshaped = not all(issubclass(cls, ELEMENTWISE) for _, cls, _, _ in plan[:first])
     shapes = {}
     for (n_in, n_out), entries in zip(zip(sizes, sizes[1:]), dense):
-        shapes[entries["W"]], shapes[entries["b"]] = (n_in, n_out), (n_out,)
+        shapes[entries["W"]], shapes[entries["b"]] = (None if reshaped else n_in, n_out), (n_out,)
+        reshaped = False
     return shapes
 
 
@@ -242,7 +248,8 @@ def _read_layers(path: Path, archive, members: dict[str, zipfile.ZipInfo], meta:
         def problem(shape, found) -> str | None:
             if found != dtype:
                 return f"{entry} has dtype {found} but metadata says {dtype}"
-            if entry in shapes and shape != shapes[entry]:
+            if entry in shapes and (len(shape) != len(shapes[entry]) or any(
+                    want not in (None, got) for got, want in zip(shape, shapes[entry]))):
                 return f"{entry} has shape {shape} but metadata's layer_sizes {meta['layer_sizes']} give {shapes[entry]}"
             budget[0] -= math.prod(shape) * found.itemsize
             if budget[0] < 0:
@@ -272,6 +279,12 @@ def _read_layers(path: Path, archive, members: dict[str, zipfile.ZipInfo], meta:
     sizes = list(layer_sizes(params)) if any(isinstance(layer, Dense) for layer in layers) else []
     if sizes != meta["layer_sizes"]:
         raise _fail(path, f"layer_sizes is {meta['layer_sizes']} but its Dense layers give {sizes}", _RETRAIN)
+    if not all(isinstance(layer, (Dense, *ELEMENTWISE)) for layer in layers):
+        try:  # layers that reshape (a CNN's): one row of zeros through them proves the shapes chain
+            with np.errstate(all="ignore"):
+                forward_pass(params, np.zeros((1, sizes[0]), dtype))
+        except Exception as err:  # noqa: BLE001 - a user class may raise anything; report it, never a traceback
+            raise _fail(path, f"its layers do not chain ({type(err).__name__}: {_text(str(err), 200)})", _RETRAIN) from None
     problem = class_names_problem(meta.get("class_names"), output_width(layers))
     if problem:
         raise _fail(path, f"class_names {problem}", _RETRAIN)
@@ -282,7 +295,7 @@ def load_model(path: str | os.PathLike, layers: Mapping[str, type] | None = None
     """Read a model file written by `save_model`: (params, metadata), after checking everything.
 
     layers: extra layer classes by type name, e.g. {"Swish": Swish}, for the user's own layers;
-        merged over `fnn.layers.BUILT_IN` (so it may also replace a built-in).
+        merged over `fnn.params.BUILT_IN` (so it may also replace a built-in).
     Checks: the file is a regular file and a zip whose members are distinct, unencrypted,
     stored or deflated `.npy` arrays; it has a metadata entry (at most `MAX_METADATA_CHARS`
     characters of JSON nested at most `MAX_JSON_DEPTH` deep) with format `fnn-model` and a

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from fnn.metrics import calibration_error, check_confusion_matrix
 from fnn.params import MLP
+from fnn.tree import tree_leaves
 from fnn.plots.base import DEV, TRAIN, WRONG, check_columns, image_grid, square_side
 
 
@@ -124,20 +125,27 @@ def sample_predictions(
 
 
 def first_layer_weights(params: MLP, n: int = 64) -> Figure:
-    """What the first layer looks for: columns W1[:, j] as 28x28 images, red +, blue −.
+    """What the first layer looks for, red +, blue −, each tile on its own symmetric scale.
 
-    params: an MLP whose input is a square image (784 = 28x28). Shows the n hidden units with
-    the largest weight norm ||W1[:, j]||, each on its own symmetric colour scale.
+    An MLP whose input is a square image (784 = 28x28): the columns W1[:, j] as 28x28 images,
+    the n hidden units with the largest weight norm ||W1[:, j]||. A CNN: its first Conv2D's
+    filters K[:, :, 0, j] (on the first input channel) as kh x kw images, largest norm first.
     """
-    W = params.layers[0].W
-    side = square_side(W.shape[0], "W1")
-    n = min(n, W.shape[1])
-    units = np.argsort(-np.linalg.norm(W, axis=0), kind="stable")[:n]
+    first = next(layer for layer in params.layers if tree_leaves(layer))
+    if hasattr(first, "K"):  # a convolution's filters: (kh, kw, C_in, C_out)
+        tiles = first.K[:, :, 0, :].reshape(-1, first.K.shape[3])
+        shape, what = first.K.shape[:2], f"first convolution's {first.K.shape[0]}x{first.K.shape[1]} filters"
+    else:
+        tiles = first.W
+        side = square_side(tiles.shape[0], "W1")
+        shape, what = (side, side), "first-layer weights"
+    n = min(n, tiles.shape[1])
+    units = np.argsort(-np.linalg.norm(tiles, axis=0), kind="stable")[:n]
     fig, axes = image_grid(n, cell=(1.3, 1.45))
     for unit, ax in zip(units, axes):
-        w = W[:, unit].reshape(side, side)
+        w = tiles[:, unit].reshape(shape)
         limit = float(np.abs(w).max()) or 1.0
         ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(f"unit {unit}", fontsize=8)
-    fig.suptitle(f"First-layer weights: {n} of {W.shape[1]} units, largest norm first")
+    fig.suptitle(f"The {what}\n{n} of {tiles.shape[1]} units, largest norm first")
     return fig
