@@ -21,6 +21,7 @@ import signal
 import sys
 import traceback
 
+from fnn.allocator import keep_freed_memory
 from fnn.cli import evaluate, flags, gradcheck, predict, serve, train, tune
 from fnn.errors import DataError, ModelFileError, TrainingDiverged, UserError
 from fnn.version import __version__
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     141 a closed output pipe, 143 SIGTERM.
     """
     parser = build_parser()
+    keep_freed_memory()  # the program's edge: malloc keeps a training step's freed pages (fnn/allocator.py)
     try:
         args = parser.parse_args(argv)
     except flags.FlagError as error:
