@@ -92,6 +92,26 @@ def test_stream_is_lazy():
     assert first.X.shape == (5, 2)
 
 
+@pytest.mark.parametrize("skip", [0, 3, 7, 8, 13, 24])
+def test_a_skipped_stream_is_the_rest_of_the_stream_and_gathers_nothing_it_skips(skip):
+    """A resumed run's stream: batches(..., skip=k) is the full stream less its first k batches,
+    and the rows of a skipped batch are never read (X here raises on any row outside the rest)."""
+    X, y = np.arange(60, dtype=np.float32).reshape(30, 2), np.arange(30)
+    full = list(batches(np.random.default_rng(4), X, y, 4, epochs=3))  # 8 batches an epoch
+    rest = list(batches(np.random.default_rng(4), X, y, 4, epochs=3, skip=skip))
+    assert len(rest) == len(full) - skip
+    assert all(np.array_equal(a.X, b.X) and a.end == b.end for a, b in zip(rest, full[skip:]))
+
+    class Watched(np.ndarray):
+        def __array_function__(self, func, types, args, kwargs):
+            taken.append(len(args[1]))
+            return super().__array_function__(func, types, args, kwargs)
+
+    taken = []
+    list(batches(np.random.default_rng(4), X.view(Watched), y, 4, epochs=3, skip=skip))
+    assert len(taken) == len(full) - skip  # one gather per batch that is yielded
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2.5, "half", True])
 def test_bad_batch_size_is_named(bad):
     with pytest.raises(ValueError, match="batch_size"):
