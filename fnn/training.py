@@ -41,6 +41,7 @@ from fnn.nn import (
     check_batch,
     check_finite,
     check_labels,
+    eval_rows,
     first_layer_screens_inputs,
     forward_pass,
     l2_penalty,
@@ -262,8 +263,11 @@ def _merge(a: Scan, b: Scan) -> Scan:
 
 
 def scan(params: MLP, X: np.ndarray, y: np.ndarray, chunk: int = 8192, screen: bool = False) -> Scan:
-    """One pass over validated (X, y) in chunks of `chunk` rows, so memory stays flat for any n.
+    """One pass over validated (X, y) in chunks of at most `chunk` rows (fewer when a chunk's
+    pass would pass `fnn.nn.EVAL_BYTES`, see `eval_rows`), so memory stays flat for any n.
     screen: X's finiteness is still to be checked, through the first layer's output."""
+    with np.errstate(invalid="ignore", over="ignore"):  # measuring one row: a bad X is reported below
+        chunk = eval_rows(params, X, chunk)
     return toolz.reduce(
         _merge,
         (_scan_chunk(params, X[s : s + chunk], y[s : s + chunk], s if screen else None) for s in range(0, X.shape[0], chunk)),
