@@ -63,6 +63,9 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters (those of `fnn.TrainConfig`, same names and defaults, see its docstring):
     hidden: hidden layer widths, e.g. (128,) or (256, 128); an int n means (n,).
+    conv, kernel: convolutional blocks before them, channels of each (e.g. (32, 64); () for
+        none) and their square kernel size; X's rows must then be square grayscale images
+        (784 columns: 28x28).
     activation: "relu", "leaky_relu", "tanh" or "sigmoid"; dropout: rate after each hidden layer.
     epochs: the most epochs; batch_size: rows per update, or "full" / None for full batch.
     optimizer: "gd", "sgd" or "adam"; lr: (peak) learning rate; momentum, nesterov: sgd's.
@@ -80,7 +83,7 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
     Attributes after `fit`:
     classes_: the sorted distinct labels of y, of y's dtype; predict returns these.
     n_features_in_ (and feature_names_in_ for a DataFrame with string column names).
-    params_: the trained `fnn.MLP`, widths (n_features_in_, *hidden, len(classes_)).
+    params_: the trained `fnn.Network`, widths (n_features_in_, *hidden, len(classes_)).
     config_: the `fnn.TrainConfig` it trained with (seed included); history_: `fnn.fit`'s
         history DataFrame; stopped_: "completed" or "early_stop".
     """
@@ -88,6 +91,8 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         hidden=DEFAULTS.hidden,
+        conv=DEFAULTS.conv,
+        kernel=DEFAULTS.kernel,
         activation=DEFAULTS.activation,
         dropout=DEFAULTS.dropout,
         epochs=DEFAULTS.epochs,
@@ -106,6 +111,8 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
     ):
         # scikit-learn's contract: store the arguments untouched; `fit` validates them.
         self.hidden = hidden
+        self.conv = conv
+        self.kernel = kernel
         self.activation = activation
         self.dropout = dropout
         self.epochs = epochs
@@ -170,6 +177,8 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
         try:
             return TrainConfig(
                 hidden=(self.hidden,) if isinstance(self.hidden, numbers.Integral) else self.hidden,
+                conv=self.conv,
+                kernel=self.kernel,
                 activation=self.activation,
                 dropout=self.dropout,
                 epochs=self.epochs,

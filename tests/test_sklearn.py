@@ -155,3 +155,12 @@ def test_one_class_and_a_diverging_run_are_errors(sk, digits):
         sk.FNNClassifier(epochs=1).fit(X[:10], np.full(10, "seven"))
     with pytest.raises(TrainingDiverged, match="smaller lr"):
         sk.FNNClassifier(epochs=1, lr=1e30, schedule="constant").fit(X, y)
+
+
+def test_conv_makes_a_cnn_that_learns_digits(sk, digits):
+    X, y = digits
+    model = sk.FNNClassifier(conv=(4,), hidden=(32,), epochs=10, random_state=0).fit(X[:450], y[:450])
+    assert [type(layer).__name__ for layer in model.params_.layers][:4] == ["Reshape", "Conv2D", "Relu", "MaxPool2D"]
+    assert model.score(X[450:], y[450:]) > 0.7
+    with pytest.raises(ValueError, match="square"):
+        sk.FNNClassifier(conv=(4,)).fit(X[:50, :100].reshape(50, 100)[:, :99], y[:50])
