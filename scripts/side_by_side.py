@@ -3,6 +3,7 @@
     python scripts/side_by_side.py                      # 784-128-10 and 784-512-10, 10 epochs
     python scripts/side_by_side.py --quick              # 2 epochs on 10,000 rows, 784-128-10
     python scripts/side_by_side.py --epochs 20 --hidden 128 --out side_by_side.md
+    python scripts/side_by_side.py --conv 32,64 --hidden 128 --frameworks fnn,pytorch   # the CNN
 
 Every framework trains the same 784-H-10 ReLU network with cross-entropy, mini-batches of
 `--batch` rows gathered from one fresh permutation per epoch, SGD with momentum 0.9 (heavy ball,
@@ -56,6 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import fnn  # noqa: E402
+from fnn.allocator import keep_freed_memory  # noqa: E402
 from fnn.optim import sgd  # noqa: E402
 from fnn.training import batches, evaluate, init_state, train_step  # noqa: E402
 
@@ -104,11 +106,23 @@ def peak_rss_mb(reset: bool) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def network(args, hidden: int, dtype=np.float32):
+    """fnn's initial network, 784-hidden-10 after the --conv blocks (if any), from --seed."""
+    return fnn.init(np.random.default_rng(args.seed), (784, hidden, 10), dtype=dtype, conv=args.conv)
+
+
+def arch(args, hidden: int) -> str:
+    return (f"conv{','.join(map(str, args.conv))}-" if args.conv else "") + f"784-{hidden}-10"
+
+
 def run_fnn(args, train, test) -> dict:
-    """fnn's public loop: the fold of train_step over each epoch's batches, timed per epoch."""
+    """fnn's public loop: the fold of train_step over each epoch's batches, timed per epoch. A CNN
+    run first calls `fnn.allocator.keep_freed_memory()`, as README tells a user's program to."""
     import toolz
 
-    params = fnn.init(np.random.default_rng(args.seed), (784, args.hidden, 10))
+    if args.conv:
+        keep_freed_memory()
+    params = network(args, args.hidden)
     optimizer = sgd(args.lr, momentum=MOMENTUM)
     step = partial(train_step, optimizer=optimizer, l2=args.l2, donate=True)  # each state is used once
     state, rng = init_state(params, optimizer), np.random.default_rng(args.seed + 1)
@@ -131,8 +145,8 @@ def run_pytorch(args, train, test) -> dict:
     from benchmarks.peers import torch_mlp
 
     torch.manual_seed(args.seed)
-    model = torch_mlp(fnn.init(np.random.default_rng(args.seed), (784, args.hidden, 10)))
-    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    model = torch_mlp(network(args, args.hidden))
+    linears = [m for m in model if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
     groups = [{"params": [m.weight for m in linears], "weight_decay": args.l2 / args.batch},
               {"params": [m.bias for m in linears], "weight_decay": 0.0}]
     optimizer = torch.optim.SGD(groups, lr=args.lr, momentum=MOMENTUM)
@@ -256,18 +270,18 @@ def machine_lines() -> list[str]:
     return lines
 
 
-def oracle_line(train, hidden: int, l2: float) -> str:
+def oracle_line(args, train, hidden: int, l2: float) -> str:
     """fnn vs torch autograd in float64 on one batch of real images, from the same weights."""
     if available("pytorch"):
         return "oracle: skipped (PyTorch not installed)"
     from benchmarks.peers import torch_value_and_grads
 
-    net = fnn.init(np.random.default_rng(0), (784, hidden, 10), dtype=np.float64)
+    net = network(args, hidden, np.float64)
     X, y = train.X[:128].astype(np.float64), train.y[:128]
     (v1, g1), (v2, g2) = fnn.value_and_grads(net, X, y, l2), torch_value_and_grads(net, X, y, l2)
     dg = max(float(np.abs(a - b).max()) for a, b in zip(fnn.tree_leaves(g1), fnn.tree_leaves(g2)))
     ok = abs(v1 - v2) <= 1e-6 and dg <= 1e-6
-    return (f"oracle: fnn vs PyTorch autograd, float64, 784-{hidden}-10, batch 128, l2={l2:g}: "
+    return (f"oracle: fnn vs PyTorch autograd, float64, {arch(args, hidden)}, batch 128, l2={l2:g}: "
             f"|ΔJ| = {abs(v1 - v2):.1e}, max |Δgrad| = {dg:.1e} -> {'match' if ok else 'MISMATCH'} (tolerance 1e-6)")
 
 
@@ -275,6 +289,8 @@ def worker_command(args, framework: str, hidden: int) -> list[str]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--hidden", str(hidden),
            "--epochs", str(args.epochs), "--lr", repr(args.lr), "--l2", repr(args.l2),
            "--batch", str(args.batch), "--seed", str(args.seed), "--clock", args.clock]
+    if args.conv:
+        cmd += ["--conv", ",".join(map(str, args.conv))]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     if args.n_train is not None:
@@ -335,14 +351,14 @@ def paired_ratios(rounds: list[dict[str, dict]]) -> list[tuple[str, float, float
     return out
 
 
-def summarise(framework: str, hidden: int, result: dict, target: float) -> dict:
+def summarise(args, framework: str, hidden: int, result: dict, target: float) -> dict:
     seconds = np.array(result["epoch_seconds"])
     acc = np.array(result["epoch_test_acc"])
     elapsed = np.cumsum(seconds)
     hit = np.flatnonzero(acc >= target)
     return {
         "framework": framework,
-        "arch": f"784-{hidden}-10",
+        "arch": arch(args, hidden),
         "s/epoch": float(seconds.mean()),
         "median s/epoch": float(np.median(seconds)),
         "samples/s": result["n_train"] / float(seconds.mean()),
@@ -386,6 +402,8 @@ def parse(argv):
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--hidden", type=lambda s: [int(h) for h in s.split(",")], default=[128, 512],
                    help="hidden widths, comma separated (default 128,512)")
+    p.add_argument("--conv", type=lambda s: tuple(int(c) for c in s.split(",")), default=(),
+                   help="convolutional blocks before the hidden layer, e.g. 32,64 (fnn and PyTorch only)")
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--l2", type=float, default=0.0, help="fnn's l2 = scikit-learn's alpha (default 0)")
     p.add_argument("--batch", type=int, default=128)
@@ -415,11 +433,14 @@ def main(argv=None) -> int:
     for line in machine_lines():
         print(line)
     train, _ = load(None)
-    print(oracle_line(train, args.hidden[0], args.l2 or 1e-4))
+    print(oracle_line(args, train, args.hidden[0], args.l2 or 1e-4))
     print(f"data: Fashion-MNIST, {args.n_train or train.X.shape[0]} training rows, 10,000 test rows; "
           f"batch {args.batch}, SGD momentum {MOMENTUM} lr {args.lr:g}, l2 {args.l2:g}, {args.epochs} epochs, float32, "
           f"best of {args.repeats} round(s), epochs in turns, {args.clock} clock, threads {args.threads or 'default'}")
     frameworks = [f for f in args.frameworks.split(",") if not print_skip(f)]
+    if args.conv and "scikit-learn" in frameworks:
+        print("scikit-learn: skipped (MLPClassifier has no convolutional layers)")
+        frameworks.remove("scikit-learn")
     rows, paired = [], []
     for hidden in args.hidden:
         # rounds, each framework's fastest run kept for the table: load from other processes
@@ -427,12 +448,12 @@ def main(argv=None) -> int:
         rounds = []
         for _ in range(args.repeats):
             rounds.append(run_round(args, frameworks, hidden))
-            print("  done: 784-%d-10, s/epoch %s" % (hidden, ", ".join(
+            print("  done: %s, s/epoch %s" % (arch(args, hidden), ", ".join(
                 f"{f} {np.mean(r['epoch_seconds']):.3f}" for f, r in rounds[-1].items())), file=sys.stderr, flush=True)
         for framework in frameworks:
             best = min((r[framework] for r in rounds), key=lambda r: sum(r["epoch_seconds"]))
-            rows.append(summarise(framework, hidden, best, args.target))
-        paired += [f"784-{hidden}-10: fnn / {peer} epoch by epoch = {q2:.2f} (median of {n} pairs; quartiles "
+            rows.append(summarise(args, framework, hidden, best, args.target))
+        paired += [f"{arch(args, hidden)}: fnn / {peer} epoch by epoch = {q2:.2f} (median of {n} pairs; quartiles "
                    f"{q1:.2f}-{q3:.2f})" for peer, q2, q1, q3, n in paired_ratios(rounds)]
     print(table(rows, markdown=False))
     for line in ratios(rows) + paired:

@@ -88,3 +88,25 @@ def test_logits_match_torch_forward(peers):
     with torch.no_grad():
         expected = peers.torch_mlp(net)(torch.from_numpy(X)).numpy()
     np.testing.assert_allclose(fnn.forward(net, X), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_a_cnn_matches_torch_to_1e10(peers, padding):
+    """Reshape, Conv2D, MaxPool2D and Flatten against torch's Conv2d, MaxPool2d and NCHW layout
+    (random inputs: no window holds a tie), float64, relative to the largest gradient."""
+    rng = np.random.default_rng(3)
+    head = [
+        fnn.Reshape((10, 12, 2)),
+        fnn.Conv2D(rng.standard_normal((3, 3, 2, 5)) * 0.4, 0.1 * rng.standard_normal(5), padding=padding),
+        fnn.Relu(), fnn.MaxPool2D(2),
+        fnn.Conv2D(rng.standard_normal((2, 2, 5, 3)) * 0.4, 0.1 * rng.standard_normal(3), stride=2),
+        fnn.Tanh(), fnn.Flatten(),
+    ]
+    X = rng.standard_normal((7, 240))
+    width = fnn.nn.forward_pass(fnn.Network(head), X)[0][-1].shape[1]
+    net = fnn.Network([*head, fnn.Dense(rng.standard_normal((width, 4)) * 0.3, 0.1 * rng.standard_normal(4))])
+    y = rng.integers(0, 4, size=7)
+    (v1, g1), (v2, g2) = fnn.value_and_grads(net, X, y, 0.3), peers.torch_value_and_grads(net, X, y, 0.3)
+    assert abs(v1 - v2) <= 1e-10 * abs(v2)
+    for a, b in zip(fnn.tree_leaves(g1), fnn.tree_leaves(g2)):
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1e-10 * np.abs(b).max()
