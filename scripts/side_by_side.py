@@ -351,14 +351,14 @@ def paired_ratios(rounds: list[dict[str, dict]]) -> list[tuple[str, float, float
     return out
 
 
-def summarise(args, framework: str, hidden: int, result: dict, target: float) -> dict:
+def summarise(framework: str, label: str, result: dict, target: float) -> dict:
     seconds = np.array(result["epoch_seconds"])
     acc = np.array(result["epoch_test_acc"])
     elapsed = np.cumsum(seconds)
     hit = np.flatnonzero(acc >= target)
     return {
         "framework": framework,
-        "arch": arch(args, hidden),
+        "arch": label,
         "s/epoch": float(seconds.mean()),
         "median s/epoch": float(np.median(seconds)),
         "samples/s": result["n_train"] / float(seconds.mean()),
@@ -452,7 +452,7 @@ def main(argv=None) -> int:
                 f"{f} {np.mean(r['epoch_seconds']):.3f}" for f, r in rounds[-1].items())), file=sys.stderr, flush=True)
         for framework in frameworks:
             best = min((r[framework] for r in rounds), key=lambda r: sum(r["epoch_seconds"]))
-            rows.append(summarise(args, framework, hidden, best, args.target))
+            rows.append(summarise(framework, arch(args, hidden), best, args.target))
         paired += [f"{arch(args, hidden)}: fnn / {peer} epoch by epoch = {q2:.2f} (median of {n} pairs; quartiles "
                    f"{q1:.2f}-{q3:.2f})" for peer, q2, q1, q3, n in paired_ratios(rounds)]
     print(table(rows, markdown=False))

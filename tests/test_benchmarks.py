@@ -103,10 +103,10 @@ def test_side_by_side_summary_table_and_ratios():
     sbs = load_side_by_side()
     run = {"epoch_seconds": [0.5, 0.25, 0.25], "epoch_test_acc": [0.80, 0.881, 0.89],
            "n_train": 1000, "base_rss_mb": 100.0, "peak_rss_mb": 150.0}
-    fnn_row = sbs.summarise("fnn", 128, run, target=0.88)
+    fnn_row = sbs.summarise("fnn", "784-128-10", run, target=0.88)
     assert fnn_row["s to 0.88"] == 0.75  # cumulative training seconds at the first epoch >= target
     assert fnn_row["samples/s"] == 1000 / (1.0 / 3) and fnn_row["test acc"] == 0.89
-    slow = sbs.summarise("pytorch", 128, {**run, "epoch_seconds": [1.0] * 3, "epoch_test_acc": [0.5] * 3}, 0.88)
+    slow = sbs.summarise("pytorch", "784-128-10", {**run, "epoch_seconds": [1.0] * 3, "epoch_test_acc": [0.5] * 3}, 0.88)
     assert np.isnan(slow["s to 0.88"])
     assert sbs.ratios([fnn_row, slow]) == ["784-128-10: fnn / pytorch seconds per epoch = 0.33"]
     text = sbs.table([fnn_row, slow], markdown=True)
