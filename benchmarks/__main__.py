@@ -77,7 +77,14 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, help="limit BLAS threads (threadpoolctl) for the whole run")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: time.perf_counter (asv's); cpu: time.process_time, robust to other load")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="call fnn.allocator.keep_freed_memory() first, as the fnn command does (a CNN "
+                        "step's temporaries then reuse their pages instead of faulting them in again)")
     args = parser.parse_args(argv)
+    if args.keep_freed_memory:
+        from fnn.allocator import keep_freed_memory
+
+        keep_freed_memory()
     if args.threads:
         from threadpoolctl import threadpool_limits
 
