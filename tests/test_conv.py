@@ -128,3 +128,28 @@ def test_conv_layers_save_and_load_bit_for_bit(tmp_path):
     assert loaded.layers[0].shape == (28, 28, 1) and loaded.layers[3].size == 2
     X = np.random.default_rng(1).random((7, 784), dtype=np.float32)
     assert np.array_equal(fnn.forward(loaded, X), fnn.forward(net, X))
+
+
+def test_serve_answers_with_a_cnn(tmp_path):
+    """The drawing page's model may be a CNN: its answer is the library's prediction."""
+    from fnn.serve.app import answer, make_app
+
+    net = fnn.init(np.random.default_rng(0), (784, 16, 10), conv=(3,))
+    x = np.random.default_rng(1).random(784, dtype=np.float32)
+    reply = answer(make_app(net, {"class_names": list("0123456789")}), x)
+    assert int(reply["label"]) == int(fnn.predict(net, x[None, :])[0])
+
+
+def test_a_resumed_cnn_run_ends_with_the_same_bits(tmp_path):
+    from fnn.checkpoint import load_checkpoint, save_checkpoint
+
+    data = fnn.load_dataset("sample")
+    X, y = data.X[:300], data.y[:300]
+    net = fnn.init(np.random.default_rng(0), (784, 16, 10), conv=(3,), dropout=0.2)
+    opt = fnn.adam(1e-2)
+    saved = []
+    whole = fnn.fit(np.random.default_rng(1), net, opt, (X, y), epochs=2, batch_size=64, eval_every=3, checkpoint=saved.append)
+    path = save_checkpoint(tmp_path / "checkpoint.npz", saved[1], {})
+    monitor, _ = load_checkpoint(path, net, opt)
+    resumed = fnn.fit(np.random.default_rng(1), net, opt, (X, y), epochs=2, batch_size=64, eval_every=3, resume=monitor)
+    assert all(np.array_equal(a, b) for a, b in zip(fnn.tree_leaves(whole.state.params), fnn.tree_leaves(resumed.state.params)))
