@@ -14,6 +14,7 @@ import attrs
 import numpy as np
 
 from fnn import checks
+from fnn.augment import Augmentation, as_augmentation, transform
 from fnn.fitting import MONITORS, FitResult, Monitor, arrays, fit
 from fnn.layers import ACTIVATIONS
 from fnn.optim import Optimizer, adam, constant, cosine, gd, sgd, step_decay
@@ -57,6 +58,8 @@ class TrainConfig:
     patience: early stopping after this many evaluations without improving `monitor`
         ("dev_acc" or "dev_loss"); None turns it off.
     eval_every: a history row every this many updates, besides each epoch's end; None: epochs only.
+    augment: the distortions of every training batch (`fnn.augment.Augmentation`; also given as
+        its text, "shift,affine,elastic=34:4", or its fields as a dict); None: none.
     seed: the run's seed (the CLI builds `np.random.default_rng(seed)` from it).
     """
 
@@ -76,6 +79,7 @@ class TrainConfig:
     patience: int | None = attrs.field(default=None, validator=_validated(checks.optional_positive_int))
     monitor: str = attrs.field(default="dev_acc", validator=_validated(checks.one_of, MONITORS))
     eval_every: int | None = attrs.field(default=None, validator=_validated(checks.optional_positive_int))
+    augment: Augmentation | None = attrs.field(default=None, converter=as_augmentation)
     seed: int = 0
 
 
@@ -140,4 +144,5 @@ def train(
         clock=clock,
         checkpoint=checkpoint,
         resume=resume,
+        augment=transform(config.augment),
     )

@@ -29,7 +29,7 @@ import attrs
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from fnn.layers import decayed
+from fnn.layers import decayed, describe_array
 from fnn.tree import static
 
 PADDINGS = ("valid", "same")
@@ -68,7 +68,7 @@ def _check_images(layer, A: np.ndarray, channels: int | None = None) -> None:
         raise ValueError(f"{type(layer).__name__} takes images of shape {want}, got A of shape {A.shape}")
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, repr=False)
 class Conv2D:
     """2-D convolution (cross-correlation, as every framework computes it), NHWC.
 
@@ -82,6 +82,11 @@ class Conv2D:
     padding: str = static("valid", validator=_padding)
 
     uses_rng: ClassVar[bool] = False
+
+    def __repr__(self) -> str:  # Conv2D(3×3, 1→32, stride=1, padding='valid', float32): never the values
+        shape = np.shape(self.K)
+        kernel = f"{shape[0]}×{shape[1]}, {shape[2]}→{shape[3]}" if len(shape) == 4 else f"K{shape}"
+        return f"Conv2D({kernel}, stride={self.stride!r}, padding={self.padding!r}, {describe_array(self.K)})"
 
     def forward(self, A, rng):
         _check_images(self, A, self.K.shape[2])

@@ -4,13 +4,17 @@ Every file fnn writes goes through `atomic_path`: the writer fills a temporary f
 target, which is flushed to disk and renamed over the target only when the writer finished.
 Both ends of the pipeline use it: `fnn.data` for downloads, `fnn.io` for models and outputs.
 A folder of outputs (a training run) is built the same way by `staged_folder`: filled under a
-hidden name and renamed into place when complete.
+hidden name and renamed into place when complete. While a process works in such a folder it holds
+a lock on it (`folder_lock`, an flock on the folder itself, which the kernel releases when the
+process dies, however it dies), so another command can tell a live run's folder from a killed
+one's and never deletes or writes into a live one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -18,6 +22,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; folders are not locked there
+    fcntl = None
+
+from fnn.errors import UserError
+
+_TEMPORARY = re.compile(r"\.[0-9a-f]{12}\.")  # the names `atomic_path` writes under
+
+
+class FolderInUse(UserError):
+    """A folder another live process holds the lock of (`folder_lock`); the message says which."""
 
 
 @contextmanager
@@ -62,6 +78,53 @@ def _fsync_directory(directory: Path) -> None:
 
 
 @contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` for the block (an flock on the folder itself: it
+    follows the folder through renames and the kernel drops it when the process dies).
+    FolderInUse at once, without waiting, when another process holds it."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderInUse(f"{folder}: another fnn process is working in this folder right now; wait for it to finish") from None
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
+
+
+def is_locked(folder: str | os.PathLike) -> bool:
+    """Whether a live process holds `folder_lock(folder)` (False for a missing folder)."""
+    try:
+        with folder_lock(folder):
+            return False
+    except FolderInUse:
+        return True
+    except OSError:
+        return False
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files `atomic_path` left in `folder` when its process was killed
+    (SIGKILL, a power cut) before it could clean up; returns them. Call it only while holding
+    `folder_lock(folder)`, so that no live writer's file is taken."""
+    left = [p for p in Path(folder).iterdir() if _TEMPORARY.match(p.name) and p.is_file()]
+    for path in left:
+        path.unlink(missing_ok=True)
+    return left
+
+
+def staging_folders(final: str | os.PathLike) -> list[Path]:
+    """The hidden folders (`.<name>.partial-*`) that `staged_folder(final)` calls are filling,
+    or that killed ones left behind (`is_locked` tells them apart)."""
+    final = Path(final)
+    return sorted(final.parent.glob(f".{final.name}.partial-*")) if final.parent.is_dir() else []
+
+
+@contextmanager
 def staged_folder(final: str | os.PathLike, keep_interrupted: bool = False) -> Iterator[Path]:
     """Yield a fresh hidden folder beside `final`; rename it to `final` when the block succeeds.
 
@@ -71,27 +134,63 @@ def staged_folder(final: str | os.PathLike, keep_interrupted: bool = False) -> I
     except, with keep_interrupted, a KeyboardInterrupt after something was written: then the
     folder is renamed to `final` as it is (a training run left resumable).
     `final` must not exist yet, or be an empty folder (FileExistsError otherwise).
+
+    The folder is locked (`folder_lock`) from before it is visible under its `.partial-` name
+    until the block ends, and FolderInUse is raised when another live process is filling a
+    folder for the same `final`: two commands never write one output. When `final` appears
+    while the block runs, the finished folder is kept (under its hidden name, which the
+    FileExistsError names) rather than discarded.
     """
     final = Path(final)
     if final.exists() and (not final.is_dir() or any(final.iterdir())):
         raise FileExistsError(f"output folder {final} already exists and is not empty; pass a new --out or remove it")
     created = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a run folder is an ordinary folder
-        os.replace(tmp, final)
-    except KeyboardInterrupt:
-        if keep_interrupted and any(tmp.iterdir()):
-            os.chmod(tmp, 0o755)
-            os.replace(tmp, final)
-        else:
+    # made under a name no one looks for, locked, then renamed: a `.partial-` folder is never
+    # seen unlocked while its process lives
+    starting = Path(tempfile.mkdtemp(prefix=f".{final.name}.starting-", dir=final.parent))
+    tmp = final.parent / starting.name.replace(".starting-", ".partial-", 1)
+    with contextlib.ExitStack() as lock:
+        try:
+            lock.enter_context(folder_lock(starting))
+            os.replace(starting, tmp)
+        except BaseException:
+            _discard(starting, created)
+            raise
+        try:
+            others = [p for p in staging_folders(final) if p != tmp and is_locked(p)]
+            if others:
+                raise FolderInUse(
+                    f"{final}: another fnn process is writing this output right now (into {others[0]}); "
+                    "wait for it to finish, or choose another --out"
+                )
+            yield tmp
+        except KeyboardInterrupt:
+            if keep_interrupted and any(tmp.iterdir()):
+                os.chmod(tmp, 0o755)
+                _move_into_place(tmp, final)
+            else:
+                _discard(tmp, created)
+            raise
+        except BaseException:
             _discard(tmp, created)
-        raise
-    except BaseException:
-        _discard(tmp, created)
-        raise
+            raise
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a run folder is an ordinary folder
+        _move_into_place(tmp, final)
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """os.replace(tmp, final), or FileExistsError naming where the output is when `final`
+    became a file or a non-empty folder meanwhile (what was written is never discarded)."""
+    try:
+        os.replace(tmp, final)
+    except OSError as error:
+        if not final.exists():
+            raise
+        raise FileExistsError(
+            f"{final} appeared while this command wrote its output ({error.strerror}); the output is "
+            f"complete in {tmp}: move it into place (`mv {tmp} {final}` once {final} is gone) or rename it"
+        ) from None
 
 
 def _discard(tmp: Path, created: list[Path]) -> None:

@@ -27,11 +27,14 @@ import numpy as np
 import toolz
 
 from fnn import checks
+from fnn.augment import Augmentation, transform
 from fnn.nn import check_batch, check_labels, forward_pass
 from fnn.optim import Optimizer
 from fnn.params import MLP
 from fnn.text import count
-from fnn.training import Batch, StepOutput, TrainState, advance, batches, copy_state, init_state, scan, steps_per_epoch
+from fnn.training import (
+    Augment, Batch, StepOutput, TrainState, advance, batches, copy_state, init_state, scan, steps_per_epoch,
+)
 from fnn.tree import global_norm, tree_leaves, tree_map, unravel
 
 if TYPE_CHECKING:  # pandas loads when fit builds its history, not with `import fnn`
@@ -86,6 +89,22 @@ def _labelled(params: MLP, name: str, data) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
+def _checked_augment(augment, X: np.ndarray) -> Augment | None:
+    """`augment` as a transform, tried once on X's first row: it must keep its shape and dtype."""
+    augment = transform(augment) if isinstance(augment, Augmentation) else augment
+    if augment is None:
+        return None
+    if not callable(augment):
+        raise TypeError(f"augment must be an fnn.augment.Augmentation or a function (rng, X) -> X', got {augment!r}")
+    out = augment(np.random.default_rng(0), X[:1])
+    if getattr(out, "shape", None) != X[:1].shape or getattr(out, "dtype", None) != X.dtype:
+        raise ValueError(
+            f"augment must return an array of its input's shape and dtype, {X[:1].shape} {X.dtype}; got "
+            f"{getattr(out, 'shape', type(out).__name__)} {getattr(out, 'dtype', '')}".rstrip()
+        )
+    return augment
+
+
 # ---------------------------------------------------------------- the fold's accumulator
 
 
@@ -131,6 +150,7 @@ class _Run:
     monitor: str
     patience: int | None
     clock: Callable[[], float]
+    augment: Augment | None = None
 
 
 def _is_point(run: _Run, state: TrainState, batch: Batch) -> bool:
@@ -146,7 +166,7 @@ def _fold_step(run: _Run, m: Monitor, batch: Batch) -> Monitor:
     """The monitor after one more update. At evaluation points the step donates nothing, so
     its gradient and update are there for the health columns."""
     point = _is_point(run, m.state, batch)
-    out = advance(m.state, batch, run.optimizer, run.l2, donate=not point)
+    out = advance(m.state, batch, run.optimizer, run.l2, donate=not point, augment=run.augment)
     if not math.isfinite(out.loss):  # the params this step started from are not sane
         return _diverged(run, m, out.loss, m.state.step)
     m = attrs.evolve(m, state=out.state, fresh=False)
@@ -274,12 +294,13 @@ def fit(
     clock: Callable[[], float] = time.perf_counter,
     checkpoint: Callable[[Monitor], Any] | None = None,
     resume: Monitor | None = None,
+    augment: Augmentation | Augment | None = None,
 ) -> FitResult:
     """Train `params` with `optimizer` for up to `epochs` epochs of mini-batches of `train`.
 
     rng: split three ways: the batch stream, the training rows the history evaluates, and the
-        seed of in-step randomness (dropout masks); the same seed and inputs give the same
-        parameters and history, bit for bit (the seconds aside).
+        seed of in-step randomness (dropout masks, augmentation); the same seed and inputs give
+        the same parameters and history, bit for bit (the seconds aside).
     train, dev: Datasets (anything with .X, .y) or (X, y) pairs, X: (n, n_0), y: (n,) int.
         Both are validated once here; dev is optional (no dev columns, no early stopping).
     batch_size: rows per update, or None / "full" for full-batch gradient descent.
@@ -298,6 +319,10 @@ def fit(
         state of that row): everything `resume` needs (see `fnn.checkpoint` for a file form).
     resume: such a Monitor: training continues from its state, history and best params, and
         ends with the same bits as a run never interrupted (same rng, data and arguments).
+    augment: an `fnn.augment.Augmentation`, or any transform `(rng, X) -> X'`, applied to
+        every training batch before its step, drawing from the step's own stream
+        (`fnn.training.augment_rng`); the history's train and dev columns, evaluation and
+        prediction always see the rows as they are.
 
     History columns, one row per evaluation (i counts the layers with parameters, from 1):
         step, epoch            updates applied and epochs completed
@@ -324,6 +349,7 @@ def fit(
     train_eval_size = checks.positive_int("train_eval_size", train_eval_size)
     eval_chunk = checks.positive_int("eval_chunk", eval_chunk)
     checks.one_of("monitor", monitor, MONITORS)
+    augment = _checked_augment(augment, X)
     if patience is not None and dev is None:
         raise ValueError("patience needs a dev set to monitor: pass dev=(X_dev, y_dev) or patience=None")
 
@@ -333,7 +359,7 @@ def fit(
     rows = np.sort(subset_rng.choice(n, size=train_eval_size, replace=False)) if n > train_eval_size else None
     run = _Run(
         optimizer, l2, epochs, epochs * per_epoch, eval_every, per_epoch == 1,
-        (X[rows], y[rows]) if rows is not None else (X, y), dev, eval_chunk, monitor, patience, clock,
+        (X[rows], y[rows]) if rows is not None else (X, y), dev, eval_chunk, monitor, patience, clock, augment,
     )
     seed = int(seed_rng.integers(2**63))
     if resume is not None:  # the same stream, less the batches the resumed state has seen

@@ -59,6 +59,11 @@ def decayed_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in attrs.fields(cls) if f.metadata.get("decay", False)) if attrs.has(cls) else ()
 
 
+def describe_array(a) -> str:
+    """A short text for a parameter-like leaf: its dtype (an array's values are never printed)."""
+    return str(a.dtype) if hasattr(a, "dtype") else type(a).__name__
+
+
 def _probability(instance, attribute, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"{type(instance).__name__}.{attribute.name} must be a number in [0, 1), got {value!r}")
@@ -69,7 +74,7 @@ def _finite_number(instance, attribute, value):
         raise ValueError(f"{type(instance).__name__}.{attribute.name} must be a finite number, got {value!r}")
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, repr=False)
 class Dense:
     """Affine map Z = A W + b. W: (n_in, n_out), b: (n_out,), one float dtype."""
 
@@ -78,6 +83,11 @@ class Dense:
 
     uses_rng: ClassVar[bool] = False
     screens_nonfinite: ClassVar[bool] = True  # ±inf·w and NaN reach every unit: Z = A W + b
+
+    def __repr__(self) -> str:  # Dense(784→128, float32): shapes and dtype, never the values
+        shape = np.shape(self.W)
+        widths = f"{shape[0]}→{shape[1]}" if len(shape) == 2 else f"W{shape}"
+        return f"Dense({widths}, {describe_array(self.W)})"
 
     @property
     def n_in(self) -> int:

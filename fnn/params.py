@@ -21,11 +21,18 @@ BUILT_IN = {cls.__name__: cls for cls in (Dense, Relu, LeakyRelu, Tanh, Sigmoid,
 """The layer classes fnn ships, by name (what model files name them by)."""
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, repr=False)
 class Network:
     """A stack of layers, applied in order; softmax + cross-entropy is the head (see `fnn.nn`)."""
 
     layers: tuple = attrs.field(converter=tuple)
+
+    def __repr__(self) -> str:
+        """One line, `Network(Dense(784→128, float32), Relu(), Dense(128→10, float32))`, or one
+        line per layer when that would pass 100 characters (a CNN)."""
+        layers = [repr(layer) for layer in self.layers]
+        line = f"Network({', '.join(layers)})"
+        return line if len(line) <= 100 else "Network(\n" + "".join(f"    {layer},\n" for layer in layers) + ")"
 
 
 MLP = Network  # its name before convolutional layers, kept so that code written for it runs

@@ -35,6 +35,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from fnn.augment import as_augmentation
 from fnn.config import TrainConfig, train
 from fnn.errors import TrainingDiverged
 from fnn.nn import check_batch, predict_proba
@@ -72,6 +73,10 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
     l2: weight penalty (l2/(2m)) Σ||W||²; schedule: "constant", "step" or "cosine".
     patience, monitor, eval_every: early stopping on a validation split (needs
         validation_fraction), and how often it is evaluated.
+    augment: distortions of every training batch, as `fnn train --augment` takes them: None,
+        a text such as "shift,affine,elastic" or an `fnn.augment.Augmentation`; X's rows must
+        then be square grayscale images with background 0 (pixels scaled to [0, 1], not
+        standardised). predict never sees them.
     validation_fraction: None (train on every row; the final params are kept) or a fraction in
         (0, 1) of the rows, held out at random and stratified by class, on which each
         evaluation scores the network; `fit` then keeps the params of the best evaluation by
@@ -106,6 +111,7 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
         patience=DEFAULTS.patience,
         monitor=DEFAULTS.monitor,
         eval_every=DEFAULTS.eval_every,
+        augment=DEFAULTS.augment,
         validation_fraction=None,
         random_state=DEFAULTS.seed,
     ):
@@ -126,6 +132,7 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.monitor = monitor
         self.eval_every = eval_every
+        self.augment = augment
         self.validation_fraction = validation_fraction
         self.random_state = random_state
 
@@ -175,6 +182,10 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
         if self.patience is not None and self.validation_fraction is None:
             raise ValueError("patience needs a validation split to monitor: set validation_fraction, e.g. 0.1")
         try:
+            augment = as_augmentation(self.augment)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"FNNClassifier: augment: {error}") from None
+        try:
             return TrainConfig(
                 hidden=(self.hidden,) if isinstance(self.hidden, numbers.Integral) else self.hidden,
                 conv=self.conv,
@@ -192,6 +203,7 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
                 patience=self.patience,
                 monitor=self.monitor,
                 eval_every=self.eval_every,
+                augment=augment,
                 seed=seed,
             )
         except TypeError as error:  # e.g. hidden=None: tuple() of it fails before any validator

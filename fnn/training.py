@@ -17,9 +17,11 @@ row is copied at most once per epoch and the training set is never copied whole.
 permutation comes from its own generator, derived up front from `rng`, so the stream never
 depends on when other draws happen, and a resumed stream skips batches without gathering them.
 
-Randomness inside a step (Dropout's masks) comes from the state, not from a shared Generator:
-step t of a state seeded `seed` uses `np.random.default_rng((seed, t))`. So `train_step` stays a
-pure binary operator, two runs give the same bits, and a saved state resumes exactly.
+Randomness inside a step comes from the state, not from a shared Generator: step t of a state
+seeded `seed` draws Dropout's masks from `np.random.default_rng((seed, t))` and the batch's
+augmentation (`augment=`, see `fnn.augment`) from that seed sequence's first child,
+`SeedSequence((seed, t), spawn_key=(0,))`, a stream of its own. So `train_step` stays a pure
+binary operator, two runs give the same bits, and a saved state resumes exactly.
 
 `evaluate` scans a whole set in chunks through the one forward pass of `fnn.nn`. `fnn.fit`
 (in `fnn/fitting.py`) runs the fold while recording a history and stopping early.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -51,12 +54,17 @@ from fnn.optim import Optimizer, apply_updates
 from fnn.params import MLP
 from fnn.tree import RavelSpec, ravel, ravel_spec, tree_map, unravel
 
+# An augmentation: (rng, X: (m, n_0)) -> X' of the same shape and dtype, X untouched (`fnn.augment`).
+Augment = Callable[[np.random.Generator, np.ndarray], np.ndarray]
+AUGMENT_STREAM = 0  # the child of a step's seed sequence that augmentation draws from
+
 
 @attrs.frozen(eq=False)
 class TrainState:
     """Everything the fold carries: the params as one buffer `flat` (spec.size,) and the `spec`
     that views it as a network, the optimizer's state over `flat`, updates applied so far
-    (`step`), epochs completed so far (`epoch`) and the `seed` of in-step randomness (dropout).
+    (`step`), epochs completed so far (`epoch`) and the `seed` of in-step randomness (dropout,
+    augmentation).
     `params` is the network whose arrays are views of `flat`."""
 
     flat: np.ndarray
@@ -167,6 +175,13 @@ def step_rng(state: TrainState) -> np.random.Generator | None:
     return np.random.default_rng((state.seed, state.step))
 
 
+def augment_rng(state: TrainState) -> np.random.Generator:
+    """The Generator a step's augmentation draws from at step `state.step`: the first child of
+    the seed sequence of `step_rng`'s, `SeedSequence((seed, step), spawn_key=(0,))`, so its
+    numbers never overlap Dropout's."""
+    return np.random.default_rng(np.random.SeedSequence((state.seed, state.step), spawn_key=(AUGMENT_STREAM,)))
+
+
 def init_state(params: MLP, optimizer: Optimizer, seed: int = 0) -> TrainState:
     """The fold's starting point: the params copied into one buffer, step 0, epoch 0, a fresh
     optimizer state; `seed` seeds the in-step randomness (dropout masks) of every step."""
@@ -192,10 +207,14 @@ class StepOutput:
     updates: np.ndarray | None
 
 
-def advance(state: TrainState, batch: Batch, optimizer: Optimizer, l2: float = 0.0, donate: bool = False) -> StepOutput:
+def advance(
+    state: TrainState, batch: Batch, optimizer: Optimizer, l2: float = 0.0, donate: bool = False,
+    augment: Augment | None = None,
+) -> StepOutput:
     """`train_step` keeping what it computed on the way (for `fit`'s history)."""
     grads = np.empty(state.spec.size, state.spec.dtype)
-    loss, _ = backprop(state.params, batch.X, batch.y, l2, step_rng(state), spec=state.spec, flat=grads)
+    X = batch.X if augment is None else augment(augment_rng(state), batch.X)
+    loss, _ = backprop(state.params, X, batch.y, l2, step_rng(state), spec=state.spec, flat=grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.flat, donate=donate)
     new = TrainState(
         flat=apply_updates(state.flat, updates, donate=donate),
@@ -209,9 +228,13 @@ def advance(state: TrainState, batch: Batch, optimizer: Optimizer, l2: float = 0
 
 
 def train_step(
-    state: TrainState, batch: Batch, optimizer: Optimizer, l2: float = 0.0, donate: bool = False
+    state: TrainState, batch: Batch, optimizer: Optimizer, l2: float = 0.0, donate: bool = False,
+    augment: Augment | None = None,
 ) -> TrainState:
     """One update on one batch: g = ∇J(θ; batch), (u, s) = optimizer.update(g, s, θ), θ := θ + u.
+
+    augment: a transform `(rng, X) -> X'` of the batch's rows (`fnn.augment`), given
+    `augment_rng(state)`: the gradient is that of the distorted batch; batch.X is not modified.
 
     Pure: returns a new TrainState and leaves `state` and `batch` untouched, unless `donate`:
     then the caller gives up `state` (uses none of its arrays again) and the new state is
@@ -220,7 +243,7 @@ def train_step(
     optimizer and l2 to get the fold's binary operator:
     `toolz.reduce(partial(train_step, optimizer=opt, l2=l2, donate=True), batches(...), init_state(params, opt))`.
     """
-    return advance(state, batch, optimizer, l2, donate).state
+    return advance(state, batch, optimizer, l2, donate, augment).state
 
 
 # ---------------------------------------------------------------- evaluation

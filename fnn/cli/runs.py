@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from fnn.augment import describe
 from fnn.checkpoint import save_checkpoint
 from fnn.cli.flags import FlagError
 from fnn.config import TrainConfig
@@ -94,14 +95,24 @@ def load_splits(source: str, layout: str, seed: int, dev, test, progress: bool |
 
 
 def check_conv_fits(config: TrainConfig, n_in: int, command: str) -> None:
-    """FlagError when --conv cannot run on rows of n_in values (not square images, or blocks
-    that shrink them to nothing), before any training."""
+    """FlagError when --conv or --augment cannot run on rows of n_in values (not square images,
+    or blocks that shrink them to nothing), before any training."""
+    if config.augment is not None and math.isqrt(n_in) ** 2 != n_in:
+        raise FlagError(
+            f"--augment {describe(config.augment)} distorts square images, but the rows have {n_in} columns "
+            f"(784 = 28x28); leave --augment out for this data"
+        )
     if not config.conv:
         return
     try:
         conv_stack_shape(square_image(n_in), config.conv, config.kernel)
     except ValueError as error:
         raise FlagError(f"--conv {','.join(map(str, config.conv))}: {error}; see 'fnn {command} --help'") from None
+
+
+def augment_note(config: TrainConfig) -> str:
+    """", augment shift=2,elastic=34:4" for the line a command prints before training; "" without."""
+    return f", augment {describe(config.augment)}" if config.augment is not None else ""
 
 
 def write_json(path: Path, value: dict) -> None:
@@ -147,6 +158,9 @@ def train_and_save(config: TrainConfig, splits: Splits, folder: Path, data_recor
     shown = next(part for part in (splits.test, splits.dev, result.train_set) if len(part.X))
     for stem, figure in plots.run_figures(params, result.fit.history, shown.X, shown.y, shown.class_names).items():
         plots.save_figure(figure, folder / f"{stem}.png")
+    if config.augment is not None:  # what the network saw: training digits and their distortions
+        samples = plots.augmented_samples(np.random.default_rng([config.seed, 1]), result.train_set.X, config.augment)
+        plots.save_figure(samples, folder / "augmented_samples.png")
     write_json(folder / "metrics.json", result.summary)  # last: a folder with metrics.json is complete
     (folder / CHECKPOINT).unlink(missing_ok=True)  # nothing left to resume
     return result

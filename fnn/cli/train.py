@@ -74,7 +74,7 @@ def run(args) -> int:
             f"data {args.data}: {len(splits.train.X)} train / {len(splits.dev.X)} dev / "
             f"{len(splits.test.X)} test rows; network {conv}{flags.format_sizes(sizes)} {config.activation}{dropout}, "
             f"{config.optimizer} lr {config.lr:g} ({config.schedule}), batch {config.batch_size}, "
-            f"{count(config.epochs, 'epoch')}"
+            f"{count(config.epochs, 'epoch')}{runs.augment_note(config)}"
         )
         result = runs.train_and_save(config, splits, folder, record, progress=args.progress, checkpoints=True)
     runs.print_summary(result.summary, out)

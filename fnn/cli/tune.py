@@ -235,7 +235,7 @@ def run(args) -> int:
             print(
                 f"data {args.data}: {len(splits.train.X)} train / {len(splits.dev.X)} dev rows; "
                 f"{len(points)} {'random' if args.samples else 'grid'} points x {count(args.repeats, 'seed')} "
-                f"on {where}, {count(base.epochs, 'epoch')} each"
+                f"on {where}, {count(base.epochs, 'epoch')} each{runs.augment_note(base)}"
             )
             bar = tqdm(
                 total=n_runs, desc="tune", unit="run", disable=not runs.show_progress(args.progress), file=sys.stderr

@@ -36,6 +36,7 @@ from fnn.data.dataset import (
     N_PIXELS,
     Dataset,
     Splits,
+    fingerprint,
     from_pixels,
 )
 from fnn.data.idx import (
@@ -82,6 +83,7 @@ __all__ = [
     "concat",
     "default_data_dir",
     "find_idx_pair",
+    "fingerprint",
     "from_pixels",
     "load_dataset",
     "load_test_set",

@@ -9,6 +9,8 @@ pixels become floats.
 
 from __future__ import annotations
 
+import hashlib
+
 import attrs
 import numpy as np
 
@@ -54,3 +56,24 @@ def from_pixels(pixels: np.ndarray, y: np.ndarray | None, class_names, source: s
     X = pixels.astype(np.float32)
     X /= 255
     return Dataset(X=X, y=y, class_names=tuple(class_names), source=source)
+
+
+def fingerprint(splits: Splits) -> dict:
+    """What a run trained on, to tell later whether the data is still the same:
+    {train_rows, dev_rows, test_rows, sha256}, the hash over each part's X and y bytes (with
+    their dtypes and shapes), in the order train, dev, test. About 1 s per GB of pixels."""
+    digest = hashlib.sha256()
+    for part in (splits.train, splits.dev, splits.test):
+        for array in (part.X, part.y):
+            if array is None:
+                digest.update(b"none")
+                continue
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(memoryview(array).cast("B"))
+    return {
+        "train_rows": len(splits.train.X),
+        "dev_rows": len(splits.dev.X),
+        "test_rows": len(splits.test.X),
+        "sha256": digest.hexdigest(),
+    }

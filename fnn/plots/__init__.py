@@ -28,10 +28,11 @@ from fnn.nn import predict_proba
 from fnn.params import MLP
 from fnn.plots.base import DEV, TRAIN, WRONG
 from fnn.plots.evaluation import confusion_matrix_figure, first_layer_weights, reliability_diagram, sample_predictions
+from fnn.plots.augmentation import augmented_samples
 from fnn.plots.training import layer_labels, optimizer_comparison, training_health, training_metrics, tuning_heatmap
 
 __all__ = [
-    "DEV", "TRAIN", "WRONG", "confusion_matrix_figure", "evaluation_figures", "first_layer_weights",
+    "DEV", "TRAIN", "WRONG", "augmented_samples", "confusion_matrix_figure", "evaluation_figures", "first_layer_weights",
     "layer_labels", "optimizer_comparison", "reliability_diagram", "run_figures", "sample_predictions",
     "save_figure", "training_health", "training_metrics", "tuning_heatmap",
 ]
@@ -53,34 +54,47 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
 
 
 def run_figures(params: MLP, history: pd.DataFrame, X: np.ndarray, y: np.ndarray,
-                class_names: Sequence[str], n_samples: int = 25) -> dict[str, Figure]:
+                class_names: Sequence[str], n_samples: int = 25, *, split: str | None = None,
+                data: str | None = None) -> dict[str, Figure]:
     """The figures of a training run, by file stem: training_metrics, training_health,
     first_layer_weights, and on the labelled rows X: (m, n) / y: (m,) int (say, the test
     split) confusion_matrix and sample_predictions (n_samples evenly spaced rows: a split keeps
-    file order, and files may be sorted by class)."""
-    predicted = predict_proba(params, X).argmax(axis=1)
+    file order, and files may be sorted by class).
+
+    split: the name of the split X, y are ("test"), data: the data set's ("sample"); both are
+    named in the titles (the history's curves are always of the train and dev splits)."""
+    proba = predict_proba(params, X)
+    predicted = proba.argmax(axis=1)
     rows = np.unique(np.linspace(0, len(X) - 1, n_samples).round().astype(np.int64))
     cm = confusion_matrix(y, predicted, len(class_names))
     return {
-        "training_metrics": training_metrics(history),
-        "training_health": training_health(history, params),
-        "first_layer_weights": first_layer_weights(params),
-        "confusion_matrix": confusion_matrix_figure(cm, class_names),
-        "sample_predictions": sample_predictions(X[rows], y[rows], predicted[rows], class_names, n=len(rows)),
+        "training_metrics": training_metrics(history, data=data),
+        "training_health": training_health(history, params, data=data),
+        "first_layer_weights": first_layer_weights(params, data=data),
+        "confusion_matrix": confusion_matrix_figure(cm, class_names, split=split, data=data),
+        "sample_predictions": sample_predictions(
+            X[rows], y[rows], predicted[rows], class_names, n=len(rows), rows=rows,
+            confidence=proba[rows, predicted[rows]], split=split, data=data,
+        ),
     }
 
 
-def evaluation_figures(report: EvaluationReport, X: np.ndarray) -> dict[str, Figure]:
+def evaluation_figures(report: EvaluationReport, X: np.ndarray, *, split: str | None = None,
+                       data: str | None = None) -> dict[str, Figure]:
     """The figures of `fnn evaluate`, by file stem: confusion_matrix, reliability_diagram and,
-    when there are mistakes, confident_errors (the report's errors, X: the rows it scored)."""
+    when there are mistakes, confident_errors (the report's errors, X: the rows it scored,
+    each shown with its row number and the wrong class's probability). split, data: what X
+    is, named in the titles."""
     figures = {
-        "confusion_matrix": confusion_matrix_figure(report.confusion, report.class_names),
-        "reliability_diagram": reliability_diagram(report.reliability),
+        "confusion_matrix": confusion_matrix_figure(report.confusion, report.class_names, split=split, data=data),
+        "reliability_diagram": reliability_diagram(report.reliability, split=split, data=data),
     }
     wrong = report.errors["index"].to_numpy(np.int64)
     if len(wrong):
         true = np.array([report.class_names.index(name) for name in report.errors["true"]], dtype=np.int64)
         figures["confident_errors"] = sample_predictions(
-            X[wrong], true, report.predicted[wrong], report.class_names, n=len(wrong)
+            X[wrong], true, report.predicted[wrong], report.class_names, n=len(wrong), rows=wrong,
+            confidence=report.errors["probability"].to_numpy(np.float64), split=split, data=data,
+            title=f"The {len(wrong)} most confident mistakes",
         )
     return figures

@@ -15,6 +15,23 @@ TRAIN, DEV = "C0", "C1"
 WRONG = "#d62728"
 
 
+# ---------------------------------------------------------------- titles
+
+
+def where(split: str | None = None, data: str | None = None) -> str:
+    """What a figure's rows are, for its title: "test split of sample", "test split", "sample"
+    or "" (neither named). split: "train", "dev", "test", ...; data: the data set's name."""
+    if split and data:
+        return f"{split} split of {data}"
+    return f"{split} split" if split else (data or "")
+
+
+def on(split: str | None = None, data: str | None = None) -> str:
+    """" on the test split of sample" (with its leading space), or "" when neither is named."""
+    text = where(split, data)
+    return f" on the {text}" if split else (f" on {text}" if text else "")
+
+
 # ---------------------------------------------------------------- input checks
 
 
