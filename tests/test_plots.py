@@ -8,7 +8,7 @@ import pytest
 from matplotlib import _pylab_helpers
 from matplotlib.figure import Figure
 
-from fnn import plots
+from fnn import metrics, plots
 from fnn.metrics import confusion_matrix, reliability_table
 from fnn.params import init
 
@@ -80,21 +80,32 @@ def test_training_metrics(tmp_path, dev):
     if dev:  # the best dev accuracy, whose parameters fnn keeps, is starred
         star = ax_acc.lines[2]
         best = history["dev_acc"].idxmax()
-        assert star.get_label() == "best dev"
+        assert star.get_label() == "best dev (kept)"
         assert star.get_xdata()[0] == history["step"][best] and star.get_ydata()[0] == history["dev_acc"].max()
-        assert f"best dev accuracy {history['dev_acc'].max():.4f}" in fig._suptitle.get_text()
+        assert f"kept: best dev accuracy {history['dev_acc'].max():.4f}" in fig.get_suptitle()
+        assert "train and dev splits" in fig.get_suptitle()
     assert np.array_equal(ax_loss.lines[0].get_ydata(), history["train_loss"])
+    assert ax_acc.child_axes[0].get_xlabel() == "epoch (40 steps)"  # the top axis: steps 40, 80, ... end epochs
 
 
 @pytest.mark.slow
 def test_training_health_with_and_without_hidden_layers(tmp_path):
-    fig = plots.training_health(_history(n_layers=3))
+    history = _history(n_layers=3)
+    fig = plots.training_health(history, data="sample")
     _check_figure(fig, tmp_path, "health")
-    grad, ratio, dead = fig.axes
+    grad, ratio, dead, lr = fig.axes  # lr: the learning rate's own axis, beside the update ratios
     assert grad.get_yscale() == "log" and ratio.get_yscale() == "log"
-    assert len(grad.lines) == 3 and len(dead.lines) == 2
+    assert len(grad.lines) == 3 and len(ratio.lines) == 3 and len(dead.lines) == 2
+    # no fixed "rule of thumb" line (a cosine schedule's last steps fall decades below any): the lr instead
+    assert all(len(set(line.get_ydata())) > 1 for line in ratio.lines)
+    assert np.array_equal(lr.lines[0].get_ydata(), history["lr"]) and "learning rate" in lr.get_ylabel()
+    assert fig.get_suptitle() == "Training health on the train split of sample"
+    # a network without ReLU-family layers (tanh) has no dead units to show: no empty panel
     linear = plots.training_health(_history(n_layers=1))
-    assert len(linear.axes[2].lines) == 0 and "no ReLU-family layers" in linear.axes[2].texts[0].get_text()
+    assert [ax.get_title() for ax in linear.axes if ax.get_title()] == [
+        "Gradient norm per layer (last batch)", "Update ratio per layer (last update)"
+    ]
+    assert not any(ax.texts for ax in linear.axes)
 
 
 def test_training_metrics_names_missing_columns():
@@ -115,6 +126,8 @@ def test_optimizer_comparison(tmp_path, x):
     assert len(ax_loss.lines) == 3 and ax_loss.get_yscale() == "log"
     with pytest.raises(ValueError, match="x must be one of"):
         plots.optimizer_comparison(runs, x="time")
+    assert plots.optimizer_comparison(runs, x=x, data="sample").get_suptitle() == "Optimizer comparison on sample"
+    assert ax_loss.get_title() == "Training loss (train split)" and ax_acc.get_title() == "Dev accuracy (dev split)"
 
 
 @pytest.mark.slow
@@ -132,6 +145,25 @@ def test_confusion_matrix_figure_writes_every_count(tmp_path):
     assert ax.get_xlabel() == "predicted class" and ax.get_ylabel() == "true class"
     with pytest.raises(ValueError, match="class_names has 2 names"):
         plots.confusion_matrix_figure(cm, ["a", "b"])
+
+
+def test_confusion_matrix_shows_errors_on_their_own_scale():
+    """18 sevens read as 9 among 500 correct sevens must not be near-white: the colour scale is
+    the off-diagonal counts', and the diagonal is drawn apart, outside it."""
+    cm = np.diag([500] * 10).astype(np.int64)
+    cm[7, 9], cm[4, 9], cm[3, 5] = 18, 17, 1
+    fig = plots.confusion_matrix_figure(cm, [str(j) for j in range(10)], split="test", data="sample")
+    ax, bar = fig.axes
+    image = ax.images[0]
+    assert image.norm.vmin == 0 and image.norm.vmax == 18  # the largest mistake is the darkest colour
+    shown = image.get_array()
+    assert all(shown.mask[j, j] for j in range(10)) and shown.mask[0, 1]  # diagonal and zeros: outside the scale
+    assert not shown.mask[7, 9] and shown[7, 9] == 18
+    assert image.cmap(image.norm(17))[:3] != (1.0, 1.0, 1.0) and image.norm(17) > 0.9
+    diagonal = [p for p in ax.patches if p.get_facecolor()[:3] != (1.0, 1.0, 1.0)]
+    assert sorted(p.get_xy() for p in diagonal) == [(j - 0.5, j - 0.5) for j in range(10)]
+    assert "errors" in bar.get_ylabel() or "wrong" in bar.get_ylabel()
+    assert ax.get_title().startswith("Confusion matrix on the test split of sample\n5036 rows, accuracy 0.9929, 36 wrong")
 
 
 @pytest.mark.slow
@@ -159,6 +191,27 @@ def test_sample_predictions_marks_mistakes_in_red(tmp_path):
     assert shown[0].images[0].get_array().shape == (28, 28)
     unlabelled = plots.sample_predictions(X, None, y_pred, [str(j) for j in range(10)], n=4)
     assert [ax.get_title() for ax in unlabelled.axes if ax.get_visible()] == ["pred 0", "pred 2", "pred 2", "pred 3"]
+    rows, confidence = np.arange(30) * 3, np.linspace(0.5, 0.99, 30)
+    named = plots.sample_predictions(X, y_true, y_pred, [str(j) for j in range(10)], n=4, rows=rows,
+                                     confidence=confidence, split="dev", data="sample")
+    titles = [ax.get_title() for ax in named.axes if ax.get_visible()]
+    assert titles[0] == f"row 0\n0 ({confidence[0]:.2f})" and titles[1] == f"row 3\npred 2 ({confidence[1]:.2f})\ntrue 1"
+    assert named.get_suptitle().startswith("Predictions for 4 images on the dev split of sample (1 wrong, in red)")
+
+
+def test_confident_errors_show_probability_and_row(tmp_path):
+    proba, y = _proba_and_labels()
+    report = metrics.evaluation_report(proba, y, [str(j) for j in range(10)], n_errors=6)
+    X = np.random.default_rng(5).random((len(y), 784), dtype=np.float32)
+    figures = plots.evaluation_figures(report, X, split="test", data="sample")
+    assert sorted(figures) == ["confident_errors", "confusion_matrix", "reliability_diagram"]
+    tiles = [ax for ax in figures["confident_errors"].axes if ax.get_visible()]
+    for ax, (_, error) in zip(tiles, report.errors.iterrows()):
+        assert ax.get_title() == f"row {error['index']}\npred {error['predicted']} ({error['probability']:.2f})\ntrue {error['true']}"
+        assert np.array_equal(ax.images[0].get_array().ravel(), X[error["index"]])
+    assert figures["confident_errors"].get_suptitle().startswith("The 6 most confident mistakes on the test split of sample\n")
+    for name, fig in figures.items():  # every title names the split and the data
+        assert "test split of sample" in (fig.get_suptitle() or fig.axes[0].get_title()), name
 
 
 def test_sample_predictions_of_no_images(tmp_path):
@@ -179,12 +232,25 @@ def test_first_layer_weights(tmp_path):
     params = init(np.random.default_rng(4), (784, 12, 10))
     fig = plots.first_layer_weights(params, n=9)
     _check_figure(fig, tmp_path, "weights", image_grid=True)
-    shown = [ax for ax in fig.axes if ax.get_visible()]
+    shown = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
     norms = np.linalg.norm(params.layers[0].W, axis=0)
-    units = [int(ax.get_title().split()[-1]) for ax in shown]
+    units = [int(ax.get_title().split("\n")[0].split()[-1]) for ax in shown]
     assert len(units) == 9 and list(norms[units]) == sorted(norms, reverse=True)[:9]
     image = shown[0].images[0]
     assert image.get_array().shape == (28, 28) and image.norm.vmin == -image.norm.vmax
+    limit = np.abs(params.layers[0].W[:, units[0]]).max()
+    assert image.norm.vmax == pytest.approx(limit) and shown[0].get_title().endswith(f"±{limit:.2g}")  # each tile's scale
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1 and "max |w|" in bars[0].get_ylabel()  # the legend of that scale
+    assert [t.get_text() for t in bars[0].get_yticklabels()][::2] == ["−max", "0", "+max"]
+
+
+def test_first_layer_weights_of_a_cnn_are_its_filters():
+    params = init(np.random.default_rng(4), (784, 16, 10), conv=(6,))
+    fig = plots.first_layer_weights(params, data="sample")
+    shown = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    assert len(shown) == 6 and shown[0].images[0].get_array().shape == (3, 3)
+    assert shown[0].get_title().startswith("filter ") and "trained on sample" in fig.get_suptitle()
 
 
 @pytest.mark.slow
@@ -207,6 +273,27 @@ def test_tuning_heatmap_takes_the_best_lr(tmp_path):
     assert "best over lr" in ax.get_title()
     single_lr = plots.tuning_heatmap(results[results["lr"] == 0.1].drop(columns="lr"))
     assert all("lr" not in t.get_text() for t in single_lr.axes[0].texts)
+    assert "one seed per cell" in single_lr.axes[0].get_title()
+
+
+def test_tuning_heatmap_shows_the_seeds_spread_and_does_not_stretch_noise():
+    """Dev accuracies 0.944-0.956 (six images of 500) must not span the whole colour scale; with
+    several seeds each cell shows mean ± std, and cells within noise of the best are marked."""
+    results = pd.DataFrame([
+        {"hidden": h, "l2": l2, "dev_acc": acc, "dev_acc_std": std, "seeds": (1, 2, 3)}
+        for (h, l2, acc, std) in [(64, 0.0, 0.944, 0.004), (64, 0.3, 0.956, 0.003), (128, 0.0, 0.950, 0.006),
+                                  (128, 0.3, 0.900, 0.002)]
+    ])
+    fig = plots.tuning_heatmap(results, data="sample")
+    ax = fig.axes[0]
+    norm = ax.images[0].norm
+    assert norm.vmax == pytest.approx(0.956) and norm.vmax - norm.vmin >= 0.05 - 1e-12
+    assert "0.9440\n± 0.0040" in [t.get_text() for t in ax.texts]
+    assert ax.get_title().startswith("Dev accuracy on the dev split of sample\nmean ± std over 3 seeds")
+    dashed = [p for p in ax.patches if p.get_linestyle() == "--"]
+    assert [(p.get_x() + 0.45, p.get_y() + 0.45) for p in dashed] == [(0, 1)]  # 0.950 ± 0.006 ties 0.956 ± 0.003
+    wide = plots.tuning_heatmap(results, min_span=0.0)
+    assert wide.axes[0].images[0].norm.vmin == pytest.approx(0.900)
 
 
 @pytest.mark.slow

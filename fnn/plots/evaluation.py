@@ -179,7 +179,7 @@ def first_layer_weights(params: MLP, n: int = 64, *, data: str | None = None) ->
     first = next(layer for layer in params.layers if tree_leaves(layer))
     if hasattr(first, "K"):  # a convolution's filters: (kh, kw, C_in, C_out)
         tiles = first.K[:, :, 0, :].reshape(-1, first.K.shape[3])
-        shape, what, unit_name = first.K.shape[:2], f"First convolution's {first.K.shape[0]}x{first.K.shape[1]} filters", "filter"
+        shape, what, unit_name = first.K.shape[:2], f"First convolution's {first.K.shape[0]}×{first.K.shape[1]} filters", "filter"
     else:
         tiles = first.W
         side = square_side(tiles.shape[0], "W1")
