@@ -121,7 +121,8 @@ def _open(path: Path) -> zipfile.ZipFile:
         raise _fail(path, "no checkpoint there", "resume a folder that `fnn train` left interrupted "
                     "(it holds checkpoint.npz), or start a new run") from None
     except OSError as error:
-        raise _fail(path, f"cannot read the checkpoint ({error.strerror})", "check the path and its permissions") from None
+        raise _fail(path, f"cannot read the checkpoint ({error.strerror})",
+                    "check the path and its permissions") from None
     if not stat.S_ISREG(mode):
         what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, device or socket)"
         raise _fail(path, f"the checkpoint is {what}", "pass a run folder whose checkpoint.npz is the file "
@@ -129,8 +130,8 @@ def _open(path: Path) -> zipfile.ZipFile:
     with open(path, "rb") as f:
         head = f.read(4)
     if head not in ZIP_MAGIC:
-        problem = "the checkpoint is empty" if not head else f"not an npz (zip) file: it starts with {head!r}"
-        raise _fail(path, problem)
+        problem = "empty" if not head else f"it starts with {head!r}, not as an npz (zip) file does"
+        raise _fail(path, f"not a readable checkpoint ({problem})")
     return zipfile.ZipFile(path)
 
 
@@ -144,7 +145,8 @@ def _index(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     for info in infos:
         name = show(info.filename, 60)
         entry = info.filename.removesuffix(".npy")
-        if not info.filename.endswith(".npy") or not (entry in (META_KEY, HISTORY_KEY) or _ARRAY_ENTRY.fullmatch(entry)):
+        known = entry in (META_KEY, HISTORY_KEY) or _ARRAY_ENTRY.fullmatch(entry)
+        if not info.filename.endswith(".npy") or not known:
             raise _fail(path, f"holds a zip member {name}, which no checkpoint has")
         if entry in members:
             raise _fail(path, f"holds two zip members named {name}")
@@ -238,7 +240,8 @@ def _read_meta(path: Path, archive: zipfile.ZipFile, members: dict[str, zipfile.
     if json_depth(meta) > MAX_JSON_DEPTH:
         raise _fail(path, f"{META_KEY} nests lists or objects more than {MAX_JSON_DEPTH} deep")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise _fail(path, "not an fnn checkpoint", "resume a folder that `fnn train` left interrupted, or start a new run")
+        raise _fail(path, "not an fnn checkpoint",
+                    "resume a folder that `fnn train` left interrupted, or start a new run")
     version = meta.get("version", 1)
     if version != VERSION:
         older = _count(version) and version < VERSION
@@ -248,7 +251,8 @@ def _read_meta(path: Path, archive: zipfile.ZipFile, members: dict[str, zipfile.
     unknown = sorted(set(meta) - set(_FIELDS))
     missing = [key for key in _FIELDS if key not in meta]
     if unknown or missing:
-        raise _fail(path, f"{META_KEY} {'lacks ' + show(missing) if missing else 'has unknown fields ' + show(unknown)}")
+        wrong = f"lacks {show(missing)}" if missing else f"has unknown fields {show(unknown)}"
+        raise _fail(path, f"{META_KEY} {wrong}")
     for key, low in (("step", 1), ("epoch", 0), ("since_best", 0)):
         if not _count(meta[key], low):
             raise _fail(path, f"{key} is {show(meta[key], 60)}, expected a whole number >= {low}")
@@ -329,8 +333,12 @@ def _history(path: Path, archive, members, meta: dict, columns: list[str]) -> tu
     steps and epochs whole and non-decreasing, ending at the checkpoint's; seconds and
     train_loss finite."""
     if meta["history_columns"] != columns:
-        raise _fail(path, f"its history columns {show(meta['history_columns'], 80)} are not this network's "
-                    f"{show(columns, 80)}", "resume with the fnn and flags the run was started with")
+        extra = [c for c in meta["history_columns"] if c not in columns]
+        lacks = [c for c in columns if c not in meta["history_columns"]]
+        differ = (f"has columns {show(extra, 80)} this network's has not" if extra
+                  else f"lacks this network's columns {show(lacks, 80)}" if lacks
+                  else "has this network's columns in another order")
+        raise _fail(path, f"its history {differ}", "resume with the fnn and flags the run was started with")
     if HISTORY_KEY not in members:
         raise _fail(path, f"missing {HISTORY_KEY!r}")
 
@@ -375,12 +383,12 @@ def load_checkpoint(path: str | os.PathLike, params: MLP, optimizer: Optimizer) 
         expected = {META_KEY, HISTORY_KEY} | {f"{p}.{i}" for p, t in leaves.items() for i in range(len(tree_leaves(t)))}
         missing, extra = sorted(expected - set(members)), sorted(set(members) - expected)
         if missing or extra:
-            problem = f"missing {show(missing[:3])}" if missing else f"holds arrays {show(extra[:3])} this network has not"
+            problem = (f"missing {show(missing[:3])}" if missing
+                       else f"holds arrays {show(extra[:3])} this network has not")
             raise _fail(path, f"{problem}; the checkpoint is of another network or optimizer",
                         "resume with the fnn and flags the run was started with")
-        rows = _history(path, archive, members, meta, history_columns(params))
         restored = {prefix: _restore(path, archive, members, prefix, t) for prefix, t in leaves.items()}
-        return rows, restored
+        return _history(path, archive, members, meta, history_columns(params)), restored
 
     meta, (rows, restored) = _read(path, read)
     state = TrainState(
@@ -430,7 +438,7 @@ def run_settings(path: str | os.PathLike, metadata: dict) -> tuple[TrainConfig, 
     path = Path(path)
     config, data = metadata.get("config"), metadata.get("data")
     if not isinstance(config, dict) or not isinstance(data, dict):
-        raise _fail(path, "its metadata lacks the run's config and data, so `fnn train` did not write it",
+        raise _fail(path, "its metadata does not hold the run's config and data as `fnn train` writes them",
                     "resume a folder that `fnn train` left interrupted, or start a new run")
     fields = {f.name: f for f in attrs.fields(TrainConfig)}
     unknown = sorted(set(config) - set(fields))

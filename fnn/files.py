@@ -85,12 +85,14 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    fd = os.open(folder, os.O_RDONLY)
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))  # a FIFO is refused, never waited on
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise FolderInUse(f"{folder}: another fnn process is working in this folder right now; wait for it to finish") from None
+            raise FolderInUse(
+                f"{folder}: another fnn process is working in this folder right now; wait for it to finish"
+            ) from None
         yield
     finally:
         os.close(fd)  # closing the last descriptor releases the lock
@@ -121,7 +123,9 @@ def staging_folders(final: str | os.PathLike) -> list[Path]:
     """The hidden folders (`.<name>.partial-*`) that `staged_folder(final)` calls are filling,
     or that killed ones left behind (`is_locked` tells them apart)."""
     final = Path(final)
-    return sorted(final.parent.glob(f".{final.name}.partial-*")) if final.parent.is_dir() else []
+    if not final.parent.is_dir():
+        return []
+    return sorted(p for p in final.parent.glob(f".{final.name}.partial-*") if p.is_dir() and not p.is_symlink())
 
 
 @contextmanager

@@ -4,7 +4,10 @@ MNIST digits were size-normalised to fit a 20x20 box (aspect ratio kept, anti-al
 placed in a 28x28 field so that their centre of mass sits at the centre. `load_digit_image`
 repeats those steps for any PNG/JPEG (`digit_from_bytes` for one in memory):
 
-1. read it with Pillow (refusing more than `MAX_PIXELS` declared pixels before decoding,
+1. read it with Pillow as PNG or JPEG only, told apart by its first bytes whatever its name
+   (Pillow's other readers are never tried: its EPS reader starts Ghostscript, and a file
+   that runs a program is not an image), refusing less than `MIN_SIDE` pixels a side and
+   more than `MAX_PIXELS` declared pixels before decoding,
    which is an error, not a warning), shrink a photo whose longer side exceeds `MAX_SIDE` by
    block means (a JPEG already while decoding), apply its EXIF rotation, scale 16-bit and
    float samples by their range (never clipping them to 8 bits), flatten transparency onto a
@@ -40,23 +43,48 @@ INK_THRESHOLD = 0.2  # after background removal, fainter pixels are paper
 MIN_CONTRAST = 0.1  # brightest ink minus background below this: the image is blank
 MAX_PIXELS = 50_000_000  # declared width x height above this is refused before decoding
 MAX_SIDE = 1000  # longer side above this is shrunk (block means) before the float math
+MIN_SIDE = 8  # a side shorter than this cannot hold a digit drawn to be read
+FORMATS = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}  # magic bytes -> Pillow's format name
 _OPEN_LOCK = threading.Lock()
 
 
+def _format(source: str | os.PathLike | bytes, name: str) -> str:
+    """"PNG" or "JPEG", from the file's first bytes; DataError for anything else."""
+    if isinstance(source, bytes):
+        head = source[:8]
+    else:
+        try:
+            with open(source, "rb") as f:
+                head = f.read(8)
+        except FileNotFoundError:
+            raise DataError(f"{name}: image file does not exist") from None
+        except OSError as err:
+            raise DataError(f"{name}: cannot read the file ({err.strerror})") from None
+    for magic, found in FORMATS.items():
+        if head.startswith(magic):
+            return found
+    what = "is empty" if not head else f"starts with {head[:8]!r}"
+    raise DataError(f"{name}: not an image fnn reads (it {what}, not as a PNG or JPEG file does); "
+                    "convert it to PNG")
+
+
 def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
-    """Open `source` (a path or the file's bytes), refuse more than `MAX_PIXELS` pixels from
-    the declared size, then decode it (a JPEG at the smallest of 1/1..1/8 scale that keeps its
+    """Open `source` (a path or the file's bytes) as the PNG or JPEG its first bytes say it is,
+    refuse fewer than `MIN_SIDE` pixels a side or more than `MAX_PIXELS` pixels from the
+    declared size, then decode it (a JPEG at the smallest of 1/1..1/8 scale that keeps its
     longer side at least `MAX_SIDE`). The caller closes the image (`with _open(...) as image`)."""
     if not isinstance(source, bytes):
         _check_regular_file(source, name)
+    expected = _format(source, name)
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         # Pillow warns about (and above twice its limit refuses) huge images when it reads the
         # header; fnn's own, lower limit below is the one that speaks. The warnings filter is
         # process-wide, so the lock keeps threads (`fnn serve`) from undoing each other's.
+        # formats=: only this reader is tried, never one that could start another program.
         with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(fp)
+            image = Image.open(fp, formats=[expected])
     except Image.DecompressionBombError as err:  # above twice Pillow's own limit; its message has the size
         found = re.search(r"\((\d+) pixels\)", str(err))
         raise _too_large(name, f"{int(found[1]):,}" if found else f"over {2 * (Image.MAX_IMAGE_PIXELS or 0):,}") from None
@@ -68,8 +96,15 @@ def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
         raise _unreadable(name, err) from None
     try:
         width, height = image.size
+        if image.format not in FORMATS.values():
+            raise DataError(f"{name}: Pillow read it as {image.format}, not as PNG or JPEG; convert it to PNG")
         if width * height > MAX_PIXELS:
             raise _too_large(name, f"{width}x{height} = {width * height:,}")
+        if min(width, height) < MIN_SIDE:
+            raise DataError(
+                f"{name}: the image is {width}x{height} pixels, too small to hold a digit (fnn needs at least "
+                f"{MIN_SIDE}x{MIN_SIDE}); pass a larger image of the digit"
+            )
         k = _shrink_factor(image.size)
         if image.format == "JPEG" and k > 1:  # libjpeg decodes at 1/2, 1/4 or 1/8 scale for free
             image.draft(image.mode, (-(-width // k), -(-height // k)))
@@ -95,7 +130,9 @@ def _check_regular_file(path: str | os.PathLike, name: str) -> None:
 
 
 def _unreadable(name: str, err: Exception) -> DataError:
-    return DataError(f"{name}: not an image Pillow can read (PNG or JPEG expected): {err}")
+    # Pillow's messages may name its objects by address ("<_io.BytesIO object at 0x7f...>")
+    said = re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the image", str(err))
+    return DataError(f"{name}: not an image Pillow can read (PNG or JPEG expected): {said}")
 
 
 def _too_large(name: str, pixels: str) -> DataError:

@@ -167,11 +167,18 @@ def test_16_bit_images_are_scaled_by_their_range_not_clipped(tmp_path):
 
 
 @pytest.mark.parametrize("top", [1.0, 3000.0])
-def test_float_images_are_scaled_by_their_range(tmp_path, top):
-    reference = load_digit_image(_drawn_digit(tmp_path / "ref.png"))
-    Image.fromarray(_dark_scan(tmp_path, np.float32, top)).save(tmp_path / "scan.tiff")
-    assert Image.open(tmp_path / "scan.tiff").mode == "F"
-    np.testing.assert_allclose(load_digit_image(tmp_path / "scan.tiff"), reference, atol=0.02)
+def test_float_samples_are_scaled_by_their_range_and_float_tiffs_refused(tmp_path, top):
+    """fnn opens PNG and JPEG only (issue 23), so a float TIFF scan is refused by its first
+    bytes; float samples (Pillow's mode F) are still scaled by their own range."""
+    from fnn.images import _unit_range
+
+    scan = _dark_scan(tmp_path, np.float32, top)
+    Image.fromarray(scan).save(tmp_path / "scan.tiff")
+    with pytest.raises(DataError, match="scan.tiff: not an image fnn reads"):
+        load_digit_image(tmp_path / "scan.tiff")
+    scaled = _unit_range(scan, scan.dtype, "scan")
+    expected = scan if top == 1.0 else (scan - scan.min()) / (scan.max() - scan.min())
+    np.testing.assert_allclose(scaled, expected, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import attrs
@@ -34,9 +36,10 @@ def add_parser(commands, common) -> None:
     parser.add_argument(
         "--out", type=Path, default=None,
         help="submission CSV to write (default: submission.csv; for images, print only); never one "
-        "of the inputs, and an existing file that is not a CSV only with --force",
+        "of the inputs, and an existing file only when it is a submission (it starts with the line "
+        "ImageId,Label), or with --force",
     )
-    parser.add_argument("--force", action="store_true", help="replace an existing --out that is not a CSV")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out that is not a submission")
     parser.set_defaults(run=run)
 
 
@@ -46,14 +49,35 @@ def _write_submission(path: Path, predicted: np.ndarray) -> None:
     runs.write_csv(path, pd.DataFrame({"ImageId": np.arange(1, len(predicted) + 1), "Label": predicted}))
 
 
+SUBMISSION_HEADER = b"ImageId,Label"
+
+
+def _is_submission(path: Path) -> bool:
+    """Whether the regular file `path` starts with the line `fnn predict` writes first."""
+    with open(path, "rb") as f:
+        return f.readline(len(SUBMISSION_HEADER) + 3).rstrip(b"\r\n") == SUBMISSION_HEADER
+
+
 def _check_out(out: Path, inputs: list[Path], force: bool) -> None:
-    """FlagError when --out is one of the command's inputs, or an existing non-CSV file."""
+    """FlagError when --out is one of the command's inputs, not a place for a file, or an
+    existing file that is not a submission (unless `force`)."""
     for path in inputs:
         if path.exists() and out.exists() and out.samefile(path) or out.resolve() == path.resolve():
             raise flags.FlagError(f"--out {out} is one of the inputs ({path}); choose another file for the predictions")
-    if out.exists() and out.suffix.lower() != ".csv" and not force:
+    try:
+        mode = os.stat(out).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise flags.FlagError(f"--out {out}: cannot use it ({error.strerror}); choose another --out") from None
+    if stat.S_ISDIR(mode):
+        raise flags.FlagError(f"--out {out} is a folder; name a file in it, e.g. --out {out / 'submission.csv'}")
+    if not stat.S_ISREG(mode):  # opening a FIFO to look inside would wait for a writer
+        raise flags.FlagError(f"--out {out} is not a regular file (a FIFO, device or socket); choose another --out")
+    if not force and not _is_submission(out):
         raise flags.FlagError(
-            f"--out {out} exists and is not a CSV file; choose another --out, or pass --force to replace it"
+            f"--out {out} exists and is not a submission (its first line is not ImageId,Label), so fnn will not "
+            "replace it; choose another --out, or pass --force to replace it"
         )
 
 

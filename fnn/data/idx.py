@@ -33,6 +33,31 @@ IDX_FILES = {
 }
 
 
+def _open_idx(path: Path):
+    """(raw file, stream, file size or None if gzipped) of an IDX file, after checking it is a
+    regular file; the caller closes the raw file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the IDX file ({error.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: not a regular file (a directory, FIFO, device or socket); expected an IDX file")
+    raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    gz = raw.read(2) == b"\x1f\x8b"
+    raw.seek(0)
+    return raw, gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw, None if gz else os.fstat(raw.fileno()).st_size
+
+
+def _reading(path: Path, gz: bool, read):
+    """read(), its stream errors as DataError naming the file."""
+    try:
+        return read()
+    except (EOFError, OSError, zlib.error) as error:
+        if not gz:
+            raise DataError(f"{path}: cannot read the IDX file ({error})") from None
+        raise DataError(f"{path}: gzip data is truncated or corrupt ({error})") from None
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """An IDX file (gzipped or raw, told apart by its first bytes) -> uint8 array of its shape.
 
@@ -43,26 +68,21 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     detect data beyond it (a small `.gz` that inflates to gigabytes fails after that byte).
     """
     path = Path(path)
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as error:
-        raise DataError(f"{path}: cannot read the IDX file ({error.strerror})") from None
-    if not stat.S_ISREG(mode):
-        raise DataError(f"{path}: not a regular file (a directory, FIFO, device or socket); expected an IDX file")
-    with open(path, "rb") as raw:
-        gz = raw.read(2) == b"\x1f\x8b"
-        raw.seek(0)
-        stream = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
-        try:
-            return _read_idx_stream(path, stream, None if gz else os.fstat(raw.fileno()).st_size)
-        except (EOFError, OSError, zlib.error) as error:
-            if not gz:
-                raise DataError(f"{path}: cannot read the IDX file ({error})") from None
-            raise DataError(f"{path}: gzip data is truncated or corrupt ({error})") from None
+    raw, stream, size = _open_idx(path)
+    with raw:
+        return _reading(path, size is None, lambda: _read_idx_stream(path, stream, size))
 
 
-def _read_idx_stream(path: Path, stream, file_size: int | None) -> np.ndarray:
-    """The array of an IDX byte stream (`file_size`: the raw file's length, None if gzipped)."""
+def read_idx_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The shape an IDX file's header declares, reading only the header (at most 132 bytes)."""
+    path = Path(path)
+    raw, stream, size = _open_idx(path)
+    with raw:
+        return _reading(path, size is None, lambda: _read_idx_header(path, stream)[0])
+
+
+def _read_idx_header(path: Path, stream) -> tuple[tuple[int, ...], int]:
+    """(shape, header bytes) of the IDX header at the start of `stream`, checked."""
     magic = _read_exactly(stream, 4)
     if len(magic) < 4 or magic[:3] != b"\x00\x00\x08" or magic[3] == 0:
         raise DataError(
@@ -80,7 +100,12 @@ def _read_idx_stream(path: Path, stream, file_size: int | None) -> np.ndarray:
     dims = _read_exactly(stream, 4 * ndim)
     if len(dims) < 4 * ndim:
         raise DataError(f"{path}: IDX header needs {header} bytes, file has {4 + len(dims)}")
-    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+    return tuple(int(d) for d in np.frombuffer(dims, dtype=">u4")), header
+
+
+def _read_idx_stream(path: Path, stream, file_size: int | None) -> np.ndarray:
+    """The array of an IDX byte stream (`file_size`: the raw file's length, None if gzipped)."""
+    shape, header = _read_idx_header(path, stream)
     size = math.prod(shape)
     if file_size is not None and file_size - header != size:
         raise _size_mismatch(path, shape, size, header, f"{file_size - header:,} bytes follow")
@@ -130,21 +155,28 @@ def _read_into(stream, out: np.ndarray, chunk: int = 1 << 20) -> int:
 
 
 def read_idx_pair(images_path, labels_path, class_names=DIGIT_NAMES, source=None) -> Dataset:
-    """An IDX image file (n, 28, 28) and label file (n,) -> Dataset."""
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-        raise DataError(f"{images_path}: expected images of shape (n, 28, 28), got {images.shape}")
-    if labels.ndim != 1:
-        raise DataError(f"{labels_path}: expected labels of shape (n,), got {labels.shape}")
-    if len(labels) != len(images):
+    """An IDX image file (n, 28, 28) and label file (n,) -> Dataset. The two headers are
+    compared before any image is read, so a label file that does not match its images costs
+    no more than its header."""
+    image_shape, labels_shape = read_idx_shape(images_path), read_idx_shape(labels_path)
+    if len(image_shape) != 3 or image_shape[1:] != IMAGE_SHAPE:
+        raise DataError(f"{images_path}: expected images of shape (n, 28, 28), got {image_shape}")
+    if len(labels_shape) != 1:
+        raise DataError(f"{labels_path}: expected labels of shape (n,), got {labels_shape}")
+    if labels_shape[0] != image_shape[0]:
         raise DataError(
-            f"{labels_path}: {len(labels)} labels for the {len(images)} images of {images_path}"
+            f"{labels_path}: {labels_shape[0]:,} labels for the {image_shape[0]:,} images of {images_path}; "
+            "the two files must come from the same release"
         )
+    labels = read_idx(labels_path)  # the small file first: its problems cost no image reading
     if (labels > 9).any():
         at = int(np.argmax(labels > 9))
         raise DataError(
             f"{labels_path}: label number {at + 1} (of {len(labels)}) is {labels[at]}; expected 0..9"
         )
+    images = read_idx(images_path)
+    if images.shape != image_shape or labels.shape != labels_shape:  # the files changed while read
+        raise DataError(f"{images_path}: its header changed while fnn read it; read it again")
     pixels = images.reshape(len(images), N_PIXELS)
     return from_pixels(pixels, labels.astype(np.int64), class_names, source or str(images_path))
 

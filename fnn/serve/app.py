@@ -78,8 +78,14 @@ def pixels_from_json(body: bytes) -> np.ndarray:
     """
     try:
         doc = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
-        raise RequestError(400, f"the body is not valid JSON ({err}); expected {EXPECTED_JSON}") from None
+    except json.JSONDecodeError as err:
+        raise RequestError(400, f"the body is not valid JSON ({err.msg}: line {err.lineno} column {err.colno}); "
+                                f"expected {EXPECTED_JSON}") from None
+    except (ValueError, RecursionError) as err:  # said in words: Python's own text names its internals
+        why = ("not UTF-8 text" if isinstance(err, UnicodeDecodeError) else "nested too deeply"
+               if isinstance(err, RecursionError) else "a number of more than 4,300 digits" if "digits" in str(err)
+               else str(err) if str(err).endswith("is not a JSON number") else "a value JSON does not have")
+        raise RequestError(400, f"the body is not valid JSON ({why}); expected {EXPECTED_JSON}") from None
     if not isinstance(doc, dict):
         raise RequestError(400, f"expected a JSON object {EXPECTED_JSON}, got a JSON {_json_kind(doc)}")
     if "pixels" not in doc:
@@ -158,6 +164,9 @@ def pixels_from_image(data: bytes, slots: threading.Semaphore) -> np.ndarray:
 def answer(app: App, x: np.ndarray) -> dict:
     """x: (784,) float32 in [0, 1] -> the predict response: label, class name, probabilities, input."""
     probabilities = predict_proba(app.params, x[None, :])[0]
+    if not np.isfinite(probabilities).all():  # a model whose weights overflow: no answer, and never NaN in JSON
+        raise RequestError(500, "the model's output for this input is not a number (its weights overflow "
+                                "float32); the model file is unusable: retrain it")
     label = int(probabilities.argmax())
     return {
         "label": label,

@@ -1,16 +1,27 @@
 """HTTP for `fnn serve`: the request handler (routes, status codes, size limits decided from the
-headers) and the threading server."""
+headers) and the threading server.
+
+Slow or idle clients cannot starve it: at most `MAX_CONNECTIONS` connections are served at once
+(one more is answered 503 at once and closed, by the accepting thread, which never waits), and
+each request must arrive whole, its headers and body, within `Handler.timeout` seconds of the
+connection starting to wait for it (408, or the connection closed, otherwise). So memory is
+bounded by MAX_CONNECTIONS x MAX_BODY, and a slot held by a client that trickles bytes is free
+again within `Handler.timeout` seconds.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import math
 import os
 import re
 import socket
 import socketserver
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +46,26 @@ from fnn.serve.app import (
 
 
 log = logging.getLogger("fnn.serve")
+MAX_CONNECTIONS = 128  # served at once: 128 x MAX_BODY (1 MiB) bounds what requests hold
+
+
+class _Deadline(io.RawIOBase):
+    """A connection's bytes, each read given only the time left until `deadline` (a
+    time.monotonic() value): a client sending one byte a second cannot stretch a request."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.deadline = math.inf
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
 
 
 
@@ -63,8 +94,18 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fnn-serve"
     sys_version = ""
-    timeout = 30  # seconds a connection may sit idle, or stall mid-body, before it is closed
+    timeout = 5  # seconds for a whole request (its wait, headers and body) to arrive
     routes = {"/": ("GET",), "/api/model": ("GET",), "/api/predict": ("POST",)}
+
+    def setup(self):
+        super().setup()
+        buffered, self._clock = self.rfile, _Deadline(self.connection)
+        self.rfile = io.BufferedReader(self._clock)
+        buffered.close()  # the socket's own reader, replaced: closed, so the socket can close
+
+    def handle_one_request(self):
+        self._clock.deadline = time.monotonic() + self.timeout  # from the wait for its first byte
+        super().handle_one_request()
 
     def do_GET(self):
         self._dispatch()
@@ -76,6 +117,10 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         methods = self.routes.get(path)
         try:
+            if self.headers.defects or self.headers.get_payload():  # a line that is not "Name: value"
+                self._body_pending = True  # its framing is unknown: close the connection after answering
+                raise RequestError(400, "a header line is malformed (a header name is a token followed at once "
+                                        "by a colon, e.g. 'Transfer-Encoding: chunked')")
             if methods is None:
                 raise RequestError(404, f"no such path {short(path, 60)}; fnn serve has GET /, GET /api/model and POST /api/predict")
             method = "GET" if self.command == "HEAD" else self.command
@@ -121,6 +166,7 @@ class Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: bytes, content_type: str, extra: Mapping[str, str]) -> None:
         if getattr(self, "_body_pending", False):  # unread, it would be taken for the next request
             self.close_connection = True
+        self.connection.settimeout(self.timeout)  # each send: the reading deadline may be nearly spent
         self.send_response(status)
         headers = {
             "Content-Type": content_type,
@@ -153,7 +199,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def _json_bytes(value) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("utf-8")  # NaN is not JSON
 
 
 class Server(ThreadingHTTPServer):
@@ -163,11 +209,42 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64  # connections waiting to be accepted; the default 5 drops bursts
 
+    max_connections = MAX_CONNECTIONS
+
     def __init__(self, address: tuple[str, int], app: App, log_requests: bool = False):
         self.app = app
         self.log_requests = log_requests
         self.decode_slots = threading.BoundedSemaphore(os.cpu_count() or 2)
+        self._served = 0  # connections being served now
+        self._served_lock = threading.Lock()
         super().__init__(address, Handler)
+
+    def process_request(self, request, client_address):
+        """Serve the connection in a thread, or, when `max_connections` are served already,
+        answer 503 at once and close it (this thread accepts connections: it never waits)."""
+        with self._served_lock:
+            full = self._served >= self.max_connections
+            self._served += not full
+        if not full:
+            super().process_request(request, client_address)
+            return
+        body = _json_bytes({"error": f"fnn serve is answering {self.max_connections} connections, its most; "
+                                     "try again in a few seconds"})
+        head = ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n")
+        try:
+            request.setblocking(False)
+            request.send(head.encode() + body)  # a few hundred bytes into an empty send buffer
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._served_lock:
+                self._served -= 1
 
     def server_bind(self):
         socketserver.TCPServer.server_bind(self)  # HTTPServer's would call socket.getfqdn
