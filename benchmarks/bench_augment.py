@@ -3,9 +3,9 @@ epoch of the 784-128-10 MLP and to the steps of the 32-64 CNN.
 
 The epoch classes time the fold with and without `augment=`; their `track_cost_ratio` times the
 two in pairs (plain, augmented, plain, ...) and divides the minima, so load from other processes
-touches both alike. The same pairs, and scipy.ndimage doing the same warp, print with
+touches both alike. The same pairs, and scipy.ndimage doing the elastic distortion, print with
 
-    python -m benchmarks.bench_augment [--rounds 3] [--keep-freed-memory]
+    python -m benchmarks.bench_augment [--rounds 3] [--keep-freed-memory] [--clock cpu]
 
 (one BLAS thread; the fnn command keeps freed memory, see `fnn.allocator`).
 """
@@ -13,6 +13,7 @@ touches both alike. The same pairs, and scipy.ndimage doing the same warp, print
 from __future__ import annotations
 
 import argparse
+import time
 from functools import partial
 
 import numpy as np
@@ -153,7 +154,10 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="pairs per ratio (the minimum of each side is kept)")
     parser.add_argument("--keep-freed-memory", action="store_true", help="fnn.allocator.keep_freed_memory() first")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: time.perf_counter; cpu: time.process_time, robust to other load")
     args = parser.parse_args(argv)
+    common.CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}[args.clock]
     from threadpoolctl import threadpool_limits
 
     from benchmarks.__main__ import machine_line
@@ -163,7 +167,7 @@ def main(argv=None) -> None:
 
         keep_freed_memory()
     with threadpool_limits(1, user_api="blas"):
-        print(machine_line() + f", keep freed memory: {args.keep_freed_memory}")
+        print(machine_line() + f", clock {args.clock}, keep freed memory: {args.keep_freed_memory}")
         for spec in SPECS:
             bench = Distort()
             bench.setup(spec, 128)

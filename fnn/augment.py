@@ -31,39 +31,39 @@ stays in frame. At zero strength each is the identity, bit for bit. The output s
 
 The rng draws the same numbers whichever distortions are on (a (m, 6) block of uniforms, then
 the elastic field), so turning one on does not change what the others draw. NumPy alone is
-faster here than scipy.ndimage: `python -m benchmarks.bench_augment` times scipy's
-gaussian_filter + map_coordinates doing the elastic distortion at SCIPY_RATIO.
+faster here than scipy.ndimage: `python -m benchmarks.bench_augment` timed scipy's
+gaussian_filter + map_coordinates doing the elastic distortion of a batch of 128 in 9.0 ms,
+7x this module's 1.3 ms, so fnn does not depend on scipy.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 
 import attrs
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from fnn import checks
 
 
-def _non_negative_int(instance, attribute, value):
-    checks.non_negative_int(f"Augmentation.{attribute.name}", value)
+# each strength: what it must be, and the test (the record's validators and `parse` share them)
+RANGES = {
+    "shift": ("a whole number >= 0", lambda v: checks.is_int(v) and v >= 0),
+    "rotation": ("a number in [0, 180)", lambda v: 0 <= v < 180),
+    "scale": ("a number in [0, 1)", lambda v: 0 <= v < 1),
+    "shear": ("a finite number >= 0", lambda v: 0 <= v < math.inf),
+    "alpha": ("a finite number >= 0", lambda v: 0 <= v < math.inf),
+    "sigma": ("a finite number > 0", lambda v: 0 < v < math.inf),
+}
 
 
-def _non_negative(instance, attribute, value):
-    checks.non_negative_float(f"Augmentation.{attribute.name}", value)
-
-
-def _below(high):
-    def check(instance, attribute, value):
-        if checks.non_negative_float(f"Augmentation.{attribute.name}", value) >= high:
-            raise ValueError(f"Augmentation.{attribute.name} must be in [0, {high:g}), got {value!r}")
-    return check
-
-
-def _positive(instance, attribute, value):
-    checks.positive_float(f"Augmentation.{attribute.name}", value)
+def _in_range(instance, attribute, value):
+    what, ok = RANGES[attribute.name]
+    if not ok(value):
+        raise ValueError(f"Augmentation.{attribute.name} must be {what}, got {value!r}")
 
 
 @attrs.frozen
@@ -73,12 +73,12 @@ class Augmentation:
     change of each axis; shear: the shear factor's bound; alpha: the elastic field's scale in
     pixels; sigma > 0: its smoothness in pixels."""
 
-    shift: int = attrs.field(default=0, validator=_non_negative_int)
-    rotation: float = attrs.field(default=0.0, converter=float, validator=_below(180))
-    scale: float = attrs.field(default=0.0, converter=float, validator=_below(1))
-    shear: float = attrs.field(default=0.0, converter=float, validator=_non_negative)
-    alpha: float = attrs.field(default=0.0, converter=float, validator=_non_negative)
-    sigma: float = attrs.field(default=4.0, converter=float, validator=_positive)
+    shift: int = attrs.field(default=0, converter=lambda v: int(v) if checks.is_int(v) else v, validator=_in_range)
+    rotation: float = attrs.field(default=0.0, converter=float, validator=_in_range)
+    scale: float = attrs.field(default=0.0, converter=float, validator=_in_range)
+    shear: float = attrs.field(default=0.0, converter=float, validator=_in_range)
+    alpha: float = attrs.field(default=0.0, converter=float, validator=_in_range)
+    sigma: float = attrs.field(default=4.0, converter=float, validator=_in_range)
 
 
 # The strengths `parse` gives a distortion named without values: Simard et al.'s α = 34, σ = 4
@@ -98,6 +98,8 @@ def distort(rng: np.random.Generator, X: np.ndarray, augmentation: Augmentation)
     X: (m, H·W), (m, H, W) or (m, H, W, 1) floats -> a new array of X's shape and dtype.
     """
     checks.generator("rng", rng)
+    if not isinstance(augmentation, Augmentation):
+        raise TypeError(f"augmentation must be an Augmentation (parse('shift,elastic') makes one), got {augmentation!r}")
     images = _images(X)
     a = augmentation
     u = rng.random((images.shape[0], 6))
@@ -142,9 +144,7 @@ def compose(*transforms: Callable[[np.random.Generator, np.ndarray], np.ndarray]
 
 def transform(augmentation: Augmentation | None):
     """The `(rng, X) -> X'` that `fnn.fit(..., augment=)` takes for `augmentation`; None for None."""
-    if augmentation is None:
-        return None
-    return lambda rng, X: distort(rng, X, augmentation)
+    return None if augmentation is None else functools.partial(distort, augmentation=augmentation)
 
 
 # ---------------------------------------------------------------- the geometry
@@ -210,7 +210,10 @@ def _shifted(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     s = int(np.abs(shifts).max(initial=0))
     padded = np.zeros((m, H + 2 * s, W + 2 * s), images.dtype)
     padded[:, s : s + H, s : s + W] = images
-    windows = sliding_window_view(padded, (H, W), axis=(1, 2))  # (m, 2s+1, 2s+1, H, W), no copy
+    # (m, 2s+1, 2s+1, H, W): every H×W window, no copy (sliding_window_view's view, built directly:
+    # its checks cost 10 µs, an eighth of this function)
+    b, r, c = padded.strides
+    windows = as_strided(padded, (m, 2 * s + 1, 2 * s + 1, H, W), (b, r, c, r, c), writeable=False)
     return windows[np.arange(m), s - shifts[:, 0], s - shifts[:, 1]]
 
 
@@ -308,18 +311,11 @@ def _elastic_field(rng: np.random.Generator, shape: tuple[int, int, int], alpha:
 
 
 SYNTAX = "shift[=N], affine[=DEGREES[:SCALE[:SHEAR]]] and elastic[=ALPHA[:SIGMA]], joined by commas"
-# each name's values in order: (Augmentation field, its name in SYNTAX, what it must be, its test)
+# each name's values in order: (the Augmentation field, its name in SYNTAX)
 VALUES = {
-    "shift": (("shift", "N", "a whole number >= 0", lambda v: v >= 0),),
-    "affine": (
-        ("rotation", "DEGREES", "a number in [0, 180)", lambda v: 0 <= v < 180),
-        ("scale", "SCALE", "a number in [0, 1)", lambda v: 0 <= v < 1),
-        ("shear", "SHEAR", "a finite number >= 0", lambda v: 0 <= v < math.inf),
-    ),
-    "elastic": (
-        ("alpha", "ALPHA", "a finite number >= 0", lambda v: 0 <= v < math.inf),
-        ("sigma", "SIGMA", "a finite number > 0", lambda v: 0 < v < math.inf),
-    ),
+    "shift": (("shift", "N"),),
+    "affine": (("rotation", "DEGREES"), ("scale", "SCALE"), ("shear", "SHEAR")),
+    "elastic": (("alpha", "ALPHA"), ("sigma", "SIGMA")),
 }
 
 
@@ -342,21 +338,22 @@ def parse(text: str) -> Augmentation | None:
         given = values.split(":") if has_values else []
         if len(given) > len(slots):
             raise ValueError(f"{part!r}: {name} takes at most {len(slots)} values, {':'.join(s[1] for s in slots)}")
-        for (key, label, kind, ok), value in zip(slots, given + [""] * len(slots)):
-            fields[key] = _value(part, label, kind, ok, value, int if key == "shift" else float, getattr(DEFAULTS, key))
+        for (key, label), value in zip(slots, given + [""] * len(slots)):
+            fields[key] = _value(part, key, label, value)
     return Augmentation(**fields)
 
 
-def _value(part: str, label: str, kind: str, ok, text: str, number: type, default):
-    """One value of `part`: `default` when empty, else `number(text)` passing `ok`."""
+def _value(part: str, key: str, label: str, text: str):
+    """One value of `part`: DEFAULTS' when `text` is empty, else the number it holds, in range."""
     if not text.strip():
-        return default
+        return getattr(DEFAULTS, key)
     try:
-        value = number(text)
+        value = int(text) if key == "shift" else float(text)
     except ValueError:
         value = None
+    what, ok = RANGES[key]
     if value is None or not ok(value):
-        raise ValueError(f"{part!r}: {label} must be {kind}, got {text.strip()!r}")
+        raise ValueError(f"{part!r}: {label} must be {what}, got {text.strip()!r}")
     return value
 
 

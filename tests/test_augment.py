@@ -106,6 +106,13 @@ def test_turning_one_distortion_on_leaves_the_others_draws_alone():
     assert not np.allclose(both, shifted)
 
 
+def test_compose_applies_each_transform_with_its_own_child_stream():
+    X = digits(4)
+    composed = augment.compose(shift, elastic)(np.random.default_rng(9), X)
+    first, second = np.random.default_rng(9).spawn(2)
+    np.testing.assert_array_equal(composed, elastic(second, shift(first, X)))
+
+
 # ---------------------------------------------------------------- the geometry
 
 
@@ -128,6 +135,13 @@ def test_shifts_past_the_edge_zero_fill_instead_of_wrapping():
     out = warp(X, shifts=shifts).reshape(-1, 6, 6)
     for x, y, (dy, dx) in zip(X.reshape(-1, 6, 6), out, shifts):
         np.testing.assert_array_equal(y, zero_filled_shift(x, dy, dx))
+
+
+def test_warp_names_a_part_of_the_wrong_shape():
+    with pytest.raises(ValueError, match=r"field must have shape \(3, 2, 6, 6\)"):
+        warp(digits(3, side=6), field=np.zeros((3, 6, 6)))
+    with pytest.raises(TypeError, match="whole pixels"):
+        warp(digits(3, side=6), shifts=np.full((3, 2), 0.5))
 
 
 def test_a_quarter_turn_matrix_rotates_about_the_centre():
@@ -321,3 +335,25 @@ def test_the_figure_shows_each_digit_above_its_draws():
 
     figure = augmented_samples(np.random.default_rng(0), digits(10), parse("affine"), n=5, versions=2)
     assert len(figure.axes) == 15 and "affine=10:0.1:0.2" in figure._suptitle.get_text()
+
+
+@pytest.mark.slow  # three short runs and their figures
+def test_an_interrupted_augmented_run_resumes_from_its_checkpoint_file_to_the_same_bits(tmp_path, capsys, monkeypatch):
+    import fnn.cli.runs as runs
+
+    argv = ["train", "--epochs", "2", "--hidden", "16", "--no-progress", "--eval-every", "10", "--augment", "shift,elastic"]
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    real, saves = runs.save_checkpoint, []
+
+    def save_then_interrupt(*args, **kwargs):
+        real(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "save_checkpoint", save_then_interrupt)
+    assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
+    monkeypatch.setattr(runs, "save_checkpoint", real)
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    whole, cut = (fnn.load_model(tmp_path / run / "model.npz")[0] for run in ("whole", "cut"))
+    assert fnn.tree_allclose(whole, cut, rtol=0, atol=0)

@@ -286,7 +286,7 @@ def check_fits_in_memory(hidden, command: str, n_in: int = 784, n_out: int = 10,
     (`fnn.nn.EVAL_BYTES`), the data (`rows` x n_in floats, twice) and the interpreter with
     numpy and pandas. Measured peaks (VmHWM) of `fnn train` for 784-20000-10 (gd, sgd, adam),
     784-4096-4096-10 (adam), 784-60000-10 (sgd) and 784-8000-8000-10 (adam, batch 1024) are
-    0.75 to 1.05 times the estimate.
+    0.7 to 1.1 times the estimate.
     """
     from fnn.conv import conv_stack_shape, square_image  # noqa: PLC0415 - only when a CNN is asked for
 
@@ -312,6 +312,7 @@ def check_fits_in_memory(hidden, command: str, n_in: int = 784, n_out: int = 10,
     copies = 12 + 4 * {"gd": 0, "sgd": 1, "adam": 2}.get(optimizer, 2)
     batch = rows if batch_size in ("full", None) else min(batch_size, rows) if rows else batch_size
     need = base + floats * (copies * params + batch * (per_row + n_in) + 2 * rows * n_in) + eval_bytes
+    whose = "fnn allows itself (half the memory available now)" if budget is None else "this run may use"
     budget = budget if budget is not None else available_memory() // 2
     if need > budget:
         shrink = ["smaller --hidden widths"] + (["fewer --conv channels"] if conv else []) + (
@@ -320,8 +321,8 @@ def check_fits_in_memory(hidden, command: str, n_in: int = 784, n_out: int = 10,
         layers = f"--conv {format_sizes(conv)} " if conv else ""
         raise FlagError(
             f"{layers}--hidden {format_sizes(hidden)} makes {params:,} parameters; training them with {optimizer} "
-            f"would hold about {_gib(need)}, more than the {_gib(budget)} fnn allows itself (half the memory "
-            f"available now); choose {' or '.join(shrink)} (see 'fnn {command} --help')"
+            f"would hold about {_gib(need)}, more than the {_gib(budget)} {whose}; choose {' or '.join(shrink)} "
+            f"(see 'fnn {command} --help')"
         )
     return need
 

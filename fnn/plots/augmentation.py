@@ -11,8 +11,9 @@ from fnn.plots.base import square_side
 
 def augmented_samples(rng: np.random.Generator, X: np.ndarray, augmentation: Augmentation, n: int = 8,
                       versions: int = 3) -> Figure:
-    """What the network sees: the first n images of X in the top row, and under each `versions`
-    independent draws of `fnn.augment.distort(rng, ., augmentation)`.
+    """What the network sees: n evenly spaced images of X in the top row (a split may be sorted
+    by class), and under each `versions` independent draws of `fnn.augment.distort(rng, .,
+    augmentation)`.
 
     X: (m, H·W) rows of square images in [0, 1] (training digits); rng: spent on the draws.
     """
@@ -23,7 +24,7 @@ def augmented_samples(rng: np.random.Generator, X: np.ndarray, augmentation: Aug
     n = min(n, X.shape[0])
     if n == 0:
         raise ValueError("X has no rows to show")
-    shown = X[:n].astype(np.float32)
+    shown = X[np.linspace(0, len(X) - 1, n).round().astype(np.int64)].astype(np.float32)
     rows = [shown] + [distort(rng, shown, augmentation) for _ in range(versions)]
     fig = Figure(figsize=(1.2 * n + 1.2, 1.25 * len(rows) + 0.5), layout="constrained")
     axes = np.asarray(fig.subplots(len(rows), n, squeeze=False))
