@@ -587,3 +587,35 @@ def test_a_closed_output_pipe_ends_quietly():
     process.stdout.close()
     err = process.stderr.read()
     assert process.wait(timeout=60) == 141 and err == b""
+
+
+@pytest.mark.parametrize("text, size", [("1G", 1 << 30), ("512M", 512 << 20), ("2.5g", int(2.5 * (1 << 30))), ("800KiB", 800 << 10), ("4096", 4096)])
+def test_max_memory_sizes(text, size):
+    from fnn.cli.flags import memory_size
+
+    assert memory_size(text) == size
+
+
+def test_max_memory_refuses_a_run_over_it_before_training(tmp_path, capsys):
+    status, printed, err = run(capsys, "train", "--max-memory", "100M", "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert status == 2 and "more than the 100 MiB this run may use" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists() and "completed" not in printed
+    status, _, err = run(capsys, "train", "--max-memory", "lots", "--out", str(tmp_path / "run"))
+    assert status == 2 and "--max-memory" in err and "1G" in err
+
+
+def test_training_data_of_one_class_is_refused_in_one_line(tmp_path, capsys):
+    rows = np.zeros((50, 785), np.int64)
+    rows[:, 1:] = np.random.default_rng(0).integers(0, 255, (50, 784))
+    rows[:, 0] = 3
+    path = tmp_path / "one.csv"
+    header = "label," + ",".join(f"pixel{i}" for i in range(784))
+    np.savetxt(path, rows, fmt="%d", delimiter=",", header=header, comments="")
+    status, _, err = run(capsys, "train", "--data", str(path), "--out", str(tmp_path / "run"))
+    assert status == 2 and "every row has label 3" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_layout_with_a_source_that_is_not_a_csv_is_one_line(tmp_path, capsys):
+    status, _, err = run(capsys, "train", "--data", "sample", "--layout", "label-last", "--out", str(tmp_path / "run"))
+    assert status == 2 and "applies to CSV files only" in err and len(err.strip().splitlines()) == 1

@@ -292,7 +292,7 @@ def test_bad_sources_and_layouts(tmp_path):
         load_dataset(tmp_path / "notes.txt")
     with pytest.raises(ValueError, match="layout must be one of"):
         load_dataset("sample", layout="label-first")
-    with pytest.raises(ValueError, match="layout='label-last' applies to CSV files only"):
+    with pytest.raises(DataError, match="layout='label-last' \\(--layout\\) applies to CSV files only"):
         load_dataset("sample", layout="label-last")
 
 

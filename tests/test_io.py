@@ -555,3 +555,16 @@ def test_fortran_ordered_and_version_2_npy_members_load(tmp_path, params):
         for name, data in buffers.items():
             archive.writestr(name, data)
     _assert_same_stack(load_model(path)[0], params)
+
+
+def test_a_static_field_that_overflows_the_dtype_is_refused(tmp_path):
+    """LeakyRelu alpha = 1e308 is a finite Python float but inf in float32: NaN probabilities."""
+    import warnings
+
+    net = fnn.Network((fnn.Dense(np.ones((784, 3), np.float32), np.zeros(3, np.float32)), fnn.LeakyRelu(1e308),
+                       fnn.Dense(np.ones((3, 10), np.float32), np.zeros(10, np.float32))))
+    path = save_model(tmp_path / "m.npz", net, {"class_names": list("0123456789")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no RuntimeWarning on the way
+        with pytest.raises(ModelFileError, match="alpha = 1e\\+308, which is not finite as float32"):
+            load_model(path)

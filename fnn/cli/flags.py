@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 
 from fnn.augment import DEFAULTS as AUGMENT_DEFAULTS
 from fnn.augment import SYNTAX as AUGMENT_SYNTAX
@@ -71,6 +72,15 @@ def positive_float(text: str) -> float:
     if value == 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
     return value
+
+
+def memory_size(text: str) -> int:
+    """'1G', '512M', '2.5G', '800K' or a number of bytes -> bytes (powers of 1024)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    found = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([KMGT]?)i?B?\s*", text, flags=re.I)
+    if not found or float(found[1]) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size such as 1G, 512M or 2.5G, got {text!r}")
+    return int(float(found[1]) * units[found[2].upper()])
 
 
 def fraction(text: str) -> float:
@@ -232,6 +242,11 @@ def training_flags(search: bool) -> argparse.ArgumentParser:
     add_architecture_flags(flags, DEFAULTS.activation, DEFAULTS.dropout)
     flags.add_argument("--epochs", type=positive_int, default=DEFAULTS.epochs, help="the most epochs to train")
     flags.add_argument(
+        "--max-memory", type=memory_size, default=None, metavar="SIZE",
+        help="refuse a run whose estimated peak memory is over SIZE (e.g. 1G, 512M), before anything "
+        "is allocated (default: half the memory available when the command starts)",
+    )
+    flags.add_argument(
         "--batch-size", type=batch_size, default=DEFAULTS.batch_size,
         help="rows per update, or 'full' for full-batch gradient descent",
     )
@@ -364,7 +379,7 @@ def config(args, **searched) -> TrainConfig:
     )
     if not searched:
         values.update(hidden=args.hidden, lr=args.lr, l2=args.l2)
-    check_fits_in_memory(searched.get("hidden", values.get("hidden")), args.command)
+    check_fits_in_memory(searched.get("hidden", values.get("hidden")), args.command, budget=args.max_memory)
     try:
         return TrainConfig(**values, **searched)
     except (TypeError, ValueError) as error:

@@ -80,6 +80,9 @@ def load_splits(source: str, layout: str, seed: int, dev, test, progress: bool |
     data = load_dataset(source, layout=layout, progress=downloads)
     if data.y is None:
         raise DataError(f"{data.source} has no labels (a Kaggle test.csv?); training needs a labelled train.csv")
+    labels = np.unique(data.y)
+    if len(labels) < 2:
+        raise DataError(f"{data.source}: every row has label {labels[0]}: a classifier needs rows of at least two classes")
     official = load_test_set(source, progress=downloads)
     try:
         return split(

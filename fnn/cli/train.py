@@ -119,13 +119,13 @@ def _clear_the_way(out: Path, force: bool) -> None:
             shutil.rmtree(folder)
 
 
-def _check_memory(config: TrainConfig, splits: Splits, command: str) -> None:
+def _check_memory(config: TrainConfig, splits: Splits, command: str, budget: int | None) -> None:
     """FlagError when the run would hold more than fnn's memory budget (see
     `flags.check_fits_in_memory`), with the data's real width, classes and rows."""
     flags.check_fits_in_memory(
         config.hidden, command, splits.train.X.shape[1], len(splits.train.class_names),
         optimizer=config.optimizer, batch_size=config.batch_size, conv=config.conv, kernel=config.kernel,
-        rows=len(splits.train.X) + len(splits.dev.X) + len(splits.test.X),
+        rows=len(splits.train.X) + len(splits.dev.X) + len(splits.test.X), budget=budget,
     )
 
 
@@ -139,7 +139,7 @@ def run(args) -> int:
     with runs.leave_resumable(out), staged_folder(out, keep_interrupted=True) as folder:
         splits = runs.load_splits(**record, progress=args.progress)
         runs.check_conv_fits(config, splits.train.X.shape[1], "train")
-        _check_memory(config, splits, "train")
+        _check_memory(config, splits, "train", args.max_memory)
         sizes = (splits.train.X.shape[1], *config.hidden, len(splits.train.class_names))
         dropout = f", dropout {config.dropout:g}" if config.dropout else ""
         conv = f"conv {flags.format_sizes(config.conv)} ({config.kernel}x{config.kernel}) + " if config.conv else ""
@@ -199,6 +199,8 @@ def _check_given(args, config: TrainConfig, record: dict, out: Path) -> None:
         elif dest == "data":
             saved = record["source"]
             same = str(value) == saved
+        elif dest == "max_memory":  # a bound on this process, not a setting of the run
+            continue
         elif dest in ("layout", "dev", "test"):
             saved = record[dest]
             same = value == saved
@@ -255,7 +257,8 @@ def _resume_locked(args, folder: Path, out: Path) -> int:
     config, record, saved_data = run_settings(checkpoint, read_metadata(checkpoint))
     _check_given(args, config, record, out)
     try:  # before anything is allocated: the checkpoint's widths are input too
-        flags.check_fits_in_memory(config.hidden, "train", optimizer=config.optimizer, batch_size=config.batch_size)
+        flags.check_fits_in_memory(config.hidden, "train", optimizer=config.optimizer, batch_size=config.batch_size,
+                                   budget=args.max_memory)
     except flags.FlagError as error:
         raise CheckpointError(f"{checkpoint}: the run it continues is too large here ({error})") from None
     if folder != out and out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -267,7 +270,7 @@ def _resume_locked(args, folder: Path, out: Path) -> int:
     _check_same_data(checkpoint, saved_data, fingerprint(splits), record["source"])
     runs.check_conv_fits(config, splits.train.X.shape[1], "train")
     try:
-        _check_memory(config, splits, "train")
+        _check_memory(config, splits, "train", args.max_memory)
     except flags.FlagError as error:
         raise CheckpointError(f"{checkpoint}: the run it continues is too large here ({error})") from None
     monitor = load_run_checkpoint(checkpoint, config, splits)

@@ -222,7 +222,7 @@ def run(args) -> int:
     first = points[0]
     base = flags.config(args, hidden=first["hidden"], l2=first["l2"], lr=first["lr"])
     for hidden in {tuple(point["hidden"]) for point in points}:
-        flags.check_fits_in_memory(hidden, "tune")
+        flags.check_fits_in_memory(hidden, "tune", budget=args.max_memory)
     out = args.out or runs.default_out("tune-")
     n_runs = len(points) * args.repeats
     record = flags.data_record(args)

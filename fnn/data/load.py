@@ -88,7 +88,7 @@ def load_test_set(
 
 def _check_no_layout(source, layout: str) -> None:
     if layout != "kaggle":
-        raise ValueError(f"layout={layout!r} applies to CSV files only, not to source {str(source)!r}")
+        raise DataError(f"{source}: layout={layout!r} (--layout) applies to CSV files only; leave it out for this source")
 
 
 def _existing_path(source: str | os.PathLike) -> Path:

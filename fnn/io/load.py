@@ -275,6 +275,12 @@ def _read_layers(path: Path, archive, members: dict[str, zipfile.ZipInfo], meta:
         except Exception as err:  # noqa: BLE001 - a user class may raise anything; report it, never a traceback
             problem = f"layer {j} ({name}) cannot be rebuilt from settings {show(settings)} ({type(err).__name__}: {_text(str(err), 200)})"
             raise _fail(path, problem, f"Load it with the {name} class it was saved with, or re-save it.") from None
+        for field, value in settings.items():  # a number the network computes with must survive the cast
+            with np.errstate(over="ignore"):
+                finite = not isinstance(value, float) or np.isfinite(dtype.type(value))
+            if not finite:
+                problem = f"layer {j} ({name}) has {field} = {value!r}, which is not finite as {dtype}"
+                raise _fail(path, problem, _RETRAIN)
     params = MLP(layers=layers)
     sizes = list(layer_sizes(params)) if any(isinstance(layer, Dense) for layer in layers) else []
     if sizes != meta["layer_sizes"]:
