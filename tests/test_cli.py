@@ -619,3 +619,13 @@ def test_training_data_of_one_class_is_refused_in_one_line(tmp_path, capsys):
 def test_layout_with_a_source_that_is_not_a_csv_is_one_line(tmp_path, capsys):
     status, _, err = run(capsys, "train", "--data", "sample", "--layout", "label-last", "--out", str(tmp_path / "run"))
     assert status == 2 and "applies to CSV files only" in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_prints_a_line_per_epoch_and_which_parameters_it_kept(tmp_path, capsys):
+    status, printed, _ = run(capsys, "train", "--epochs", "3", "--hidden", "16", "--no-progress", "--out", str(tmp_path / "run"))
+    lines = printed.splitlines()
+    assert status == 0 and [line.split(",")[0] for line in lines if line.startswith("epoch ")] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    best = history.loc[history.dev_acc.idxmax()]
+    assert f"kept the parameters of step {int(best.step)} (epoch {int(best.epoch)}): best dev accuracy {best.dev_acc:.4f}" in lines
+    assert lines.index(next(line for line in lines if line.startswith("kept"))) < lines.index(next(line for line in lines if line.startswith("completed")))

@@ -154,6 +154,7 @@ def train_and_save(config: TrainConfig, splits: Splits, folder: Path, data_recor
             _save_interrupted(folder, config, splits, data_record, on_dev)
         raise
     params = result.fit.best_params
+    print(kept_line(result.fit.history, config.monitor))
     save_model(folder / "model.npz", params, result.metadata)
     write_csv(folder / "history.csv", result.fit.history)
     from fnn import plots  # matplotlib loads only when figures are drawn
@@ -170,12 +171,28 @@ def train_and_save(config: TrainConfig, splits: Splits, folder: Path, data_recor
 
 
 def _tick(bar: tqdm, row: dict) -> None:
-    """Move the progress bar to the history row's epoch and show its loss (and dev accuracy)."""
+    """Print the history row as a line of its own (kept above the bar on a terminal, one per row
+    in a pipe or a log), then move the bar to its epoch and show its loss (and dev accuracy)."""
+    dev = "" if math.isnan(row["dev_acc"]) else f"; dev loss {row['dev_loss']:.4f}, accuracy {row['dev_acc']:.4f}"
+    tqdm.write(f"epoch {int(row['epoch'])}/{bar.total}, step {int(row['step'])}: train loss {row['train_loss']:.4f}, "
+               f"accuracy {row['train_acc']:.4f}{dev}; lr {row['lr']:.4g}", file=sys.stdout)
     bar.update(int(row["epoch"]) - bar.n)
     shown = {"loss": f"{row['train_loss']:.4f}"}
     if not math.isnan(row["dev_acc"]):  # NaN: no dev set
         shown["dev_acc"] = f"{row['dev_acc']:.4f}"
     bar.set_postfix(shown, refresh=False)
+
+
+def kept_line(history: pd.DataFrame, monitor: str) -> str:
+    """Which step's parameters the run keeps: the first best `monitor` row (fit's rule), or the
+    last row when there is no dev set."""
+    scores = history[monitor]
+    if scores.isna().all():
+        row = history.iloc[-1]
+        return f"kept the final parameters, step {int(row.step)} (epoch {int(row.epoch)}): no dev set to choose by"
+    row = history.loc[scores.idxmax() if monitor == "dev_acc" else scores.idxmin()]
+    return (f"kept the parameters of step {int(row.step)} (epoch {int(row.epoch)}): best {'dev accuracy' if monitor == 'dev_acc' else 'dev loss'} "
+            f"{row[monitor]:.4f}")
 
 
 def _save_interrupted(folder: Path, config: TrainConfig, splits: Splits, data_record: dict, on_dev: bool) -> None:
