@@ -114,7 +114,8 @@ def run(args) -> int:
         )
         from fnn import plots  # matplotlib loads only when figures are drawn
 
-        for stem, figure in plots.evaluation_figures(report, dataset.X).items():
+        split = getattr(args, "split", None)  # --split: a split of the model's own data, else the whole --data
+        for stem, figure in plots.evaluation_figures(report, dataset.X, split=split, data=str(dataset.source)).items():
             plots.save_figure(figure, folder / f"{stem}.png")
     names = list(report.class_names)
     print(f"accuracy: {report.accuracy:.4f}")

@@ -159,8 +159,11 @@ def train_and_save(config: TrainConfig, splits: Splits, folder: Path, data_recor
     write_csv(folder / "history.csv", result.fit.history)
     from fnn import plots  # matplotlib loads only when figures are drawn
 
-    shown = next(part for part in (splits.test, splits.dev, result.train_set) if len(part.X))
-    for stem, figure in plots.run_figures(params, result.fit.history, shown.X, shown.y, shown.class_names).items():
+    split_name, shown = next((name, part) for name, part in (("test", splits.test), ("dev", splits.dev),
+                                                             ("train", result.train_set)) if len(part.X))
+    figures = plots.run_figures(params, result.fit.history, shown.X, shown.y, shown.class_names,
+                                split=split_name, data=str(data_record.get("source", "")) or None)
+    for stem, figure in figures.items():
         plots.save_figure(figure, folder / f"{stem}.png")
     if config.augment is not None:  # what the network saw: training digits and their distortions
         samples = plots.augmented_samples(np.random.default_rng([config.seed, 1]), result.train_set.X, config.augment)

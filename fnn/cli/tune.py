@@ -253,7 +253,7 @@ def run(args) -> int:
         runs.write_csv(folder / "tune.csv", shown)
         from fnn import plots  # matplotlib loads only when figures are drawn
 
-        plots.save_figure(plots.tuning_heatmap(shown), folder / "tune_heatmap.png")
+        plots.save_figure(plots.tuning_heatmap(shown, data=str(args.data)), folder / "tune_heatmap.png")
         refit = runs.train_and_save(best, splits, folder, record, progress=args.progress, on_dev=args.refit_on_dev)
     columns = [c for c in shown.columns if c != "seeds" and not (c == "dev_acc_std" and args.repeats == 1)]
     with pd.option_context("display.width", 120, "display.max_columns", 20):
