@@ -27,7 +27,6 @@ size its zip member declares, and only then is its data read. Every failure is o
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -46,7 +45,8 @@ from fnn.data import LAYOUTS
 from fnn.errors import UserError
 from fnn.files import atomic_path
 from fnn.fitting import Monitor, history_columns
-from fnn.io.format import MAX_JSON_DEPTH, MAX_NPY_HEADER, ZIP_MAGIC, json_depth, show
+from fnn.io.format import MAX_JSON_DEPTH, ZIP_MAGIC, json_depth, show
+from fnn.io.npy import NpyProblem, npy_header
 from fnn.optim import Optimizer
 from fnn.params import MLP
 from fnn.training import TrainState
@@ -162,33 +162,12 @@ def _index(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
 
 
 def _npy_header(path: Path, entry: str, stream) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """(shape, fortran_order, dtype, header bytes) of the `.npy` at the start of `stream`, read
-    with numpy's own header parser from at most `MAX_NPY_HEADER` bytes."""
-    prefix = stream.read(12)
-    if len(prefix) < 10 or not prefix.startswith(b"\x93NUMPY"):
-        raise _fail(path, f"{entry} is not a .npy array")
-    version = (prefix[6], prefix[7])
-    if version not in ((1, 0), (2, 0)):
-        raise _fail(path, f"{entry} is a .npy of version {version[0]}.{version[1]}; fnn reads 1.0 and 2.0")
-    start = 10 if version == (1, 0) else 12
-    length = int.from_bytes(prefix[8:start], "little")
-    if length > MAX_NPY_HEADER:
-        raise _fail(path, f"{entry} has a .npy header of {length:,} bytes; numpy writes under {MAX_NPY_HEADER:,}")
-    header = prefix + stream.read(start + length - len(prefix))
-    if len(header) < start + length:
-        raise _fail(path, f"{entry} ends inside its .npy header")
-    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    """`fnn.io.npy.npy_header`, its problem a CheckpointError naming the file."""
     try:
-        buffer = io.BytesIO(header)
-        np.lib.format.read_magic(buffer)
-        shape, fortran, dtype = read_header(buffer)
-    except Exception as err:  # noqa: BLE001 - numpy's parser of file bytes (ast, tokenize, dtype) may raise many kinds
-        raise _fail(path, f"{entry} has a broken .npy header ({type(err).__name__})") from None
-    if dtype.hasobject:
-        raise _fail(path, f"{entry} holds pickled Python objects, which fnn never loads (they can run code)")
-    if any(n < 0 for n in shape):
-        raise _fail(path, f"{entry} has a .npy header with shape {shape}")
-    return tuple(shape), fortran, dtype, start + length
+        return npy_header(entry, stream)
+    except NpyProblem as problem:
+        raise _fail(path, str(problem)) from None
+
 
 
 def _read_array(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, entry: str, check) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -18,8 +17,7 @@ import numpy as np
 from fnn.errors import ModelFileError
 from fnn.layers import ELEMENTWISE, Dense, Relu
 from fnn.nn import forward_pass
-from fnn.params import BUILT_IN
-from fnn.params import MLP, layer_sizes
+from fnn.params import BUILT_IN, MLP, layer_sizes
 from fnn.version import __version__
 
 from fnn.io.format import (
@@ -29,7 +27,6 @@ from fnn.io.format import (
     MAX_MEMBERS,
     MAX_METADATA_CHARS,
     MAX_MODEL_BYTES,
-    MAX_NPY_HEADER,
     METADATA_KEY,
     ZIP_MAGIC,
     class_names_problem,
@@ -39,6 +36,7 @@ from fnn.io.format import (
     shape_problem,
     show,
 )
+from fnn.io.npy import NpyProblem, npy_header
 
 # ---------------------------------------------------------------- loading
 
@@ -86,33 +84,12 @@ def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]
 
 
 def _npy_header(path: Path, entry: str, stream) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """(shape, fortran_order, dtype, header length in bytes) of the `.npy` at the start of
-    `stream`, read with numpy's own header parser from at most `MAX_NPY_HEADER` bytes."""
-    prefix = stream.read(12)
-    if len(prefix) < 10 or not prefix.startswith(b"\x93NUMPY"):
-        raise _fail(path, f"{entry} is not a .npy array (it does not start with the .npy magic bytes)", _RETRAIN)
-    version = (prefix[6], prefix[7])
-    if version not in ((1, 0), (2, 0)):
-        raise _fail(path, f"{entry} is a .npy of version {version[0]}.{version[1]}; fnn reads versions 1.0 and 2.0", _RETRAIN)
-    start = 10 if version == (1, 0) else 12
-    length = int.from_bytes(prefix[8:start], "little")
-    if length > MAX_NPY_HEADER:
-        raise _fail(path, f"{entry} has a .npy header of {length:,} bytes; numpy writes under {MAX_NPY_HEADER:,}", _RETRAIN)
-    header = prefix + stream.read(start + length - len(prefix))
-    if len(header) < start + length:
-        raise _fail(path, f"{entry} ends inside its .npy header", _RECOPY)
-    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    """`fnn.io.npy.npy_header`, its problem a ModelFileError naming the file."""
     try:
-        buffer = io.BytesIO(header)
-        np.lib.format.read_magic(buffer)
-        shape, fortran, dtype = read_header(buffer)
-    except Exception as err:  # noqa: BLE001 - numpy's parser of file bytes (ast, tokenize, dtype) may raise many kinds
-        raise _fail(path, f"{entry} has a broken .npy header ({type(err).__name__}: {_text(str(err), 100)})", _RECOPY) from None
-    if dtype.hasobject:
-        raise _fail(path, "holds pickled Python objects, which fnn never loads (they can run code)", _RETRAIN)
-    if any(n < 0 for n in shape):
-        raise _fail(path, f"{entry} has a .npy header with shape {shape}", _RECOPY)
-    return tuple(shape), fortran, dtype, start + length
+        return npy_header(entry, stream)
+    except NpyProblem as problem:
+        raise _fail(path, str(problem), _RECOPY if problem.damaged else _RETRAIN) from None
+
 
 
 def _read_npy(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, entry: str, check) -> np.ndarray:
