@@ -123,7 +123,7 @@ def train(
     weights, the other drives `fit`. callback, clock, checkpoint and resume are passed on to
     `fit` (a resumed run still draws the initial weights, so its streams are the original's).
     """
-    X, y = arrays("train_set", train_set)
+    X, y, _ = arrays("train_set", train_set)
     classes = len(train_set.class_names) if hasattr(train_set, "class_names") else int(np.max(y)) + 1
     init_rng, fit_rng = rng.spawn(2)
     params = build_network(init_rng, config, X.shape[1], classes)

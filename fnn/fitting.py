@@ -28,12 +28,12 @@ import toolz
 
 from fnn import checks
 from fnn.augment import Augmentation, transform
-from fnn.nn import check_batch, check_labels, forward_pass
+from fnn.nn import check_batch, check_finite, check_labels, check_labels_array, check_weights, forward_pass
 from fnn.optim import Optimizer
 from fnn.params import MLP
 from fnn.text import count
 from fnn.training import (
-    Augment, Batch, StepOutput, TrainState, advance, batches, copy_state, init_state, scan, steps_per_epoch,
+    Augment, Batch, StepOutput, TrainState, advance, batches, copy_state, dense, init_state, scan, steps_per_epoch,
 )
 from fnn.tree import global_norm, tree_leaves, tree_map, unravel
 
@@ -69,24 +69,37 @@ class FitResult:
 # ---------------------------------------------------------------- validation, once
 
 
-def arrays(name: str, data) -> tuple[np.ndarray, np.ndarray]:
-    """(X, y) from a Dataset-like record (`.X`, `.y`) or an (X, y) pair."""
+def arrays(name: str, data) -> tuple:
+    """(X, y, w) from a Dataset-like record (`.X`, `.y`; w None), an (X, y) pair or an (X, y, w)
+    triple, w the rows' weights."""
     if hasattr(data, "X") and hasattr(data, "y"):
-        X, y = data.X, data.y
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        X, y = data
+        X, y, w = data.X, data.y, None
+    elif isinstance(data, (tuple, list)) and len(data) in (2, 3):
+        X, y, w = (*data, None)[:3]
     else:
-        raise TypeError(f"{name} must be a Dataset (with .X and .y) or an (X, y) pair, got {type(data).__name__}")
+        raise TypeError(
+            f"{name} must be a Dataset (with .X and .y), an (X, y) pair or an (X, y, w) triple, got {type(data).__name__}"
+        )
     if y is None:
         raise ValueError(f"{name} has no labels (y is None): training and evaluation need labelled rows")
-    return X, y
+    return X, y, w
 
 
-def _labelled(params: MLP, name: str, data) -> tuple[np.ndarray, np.ndarray]:
-    """(X in the params' dtype, y), checked against the network: one row through it gives k."""
-    X, y = check_batch(params, *arrays(name, data))
-    check_labels(y, forward_pass(params, X[:1])[0][-1].shape[1])
-    return X, y
+def _labelled(params: MLP, name: str, data) -> tuple:
+    """(X in the params' dtype, y, w), checked against the network: one row through it gives k.
+    A scipy.sparse X (anything with `toarray`) stays sparse, as CSR: its stored values are
+    checked here and each batch is densified when it is drawn."""
+    X, y, w = arrays(name, data)
+    if hasattr(X, "toarray"):
+        first, _ = check_batch(params, X[:1].toarray())  # the width and the kind of numbers
+        X = X.tocsr().astype(first.dtype)
+        check_finite(X.data.reshape(1, -1))
+        y = check_labels_array(y, X.shape[0], first.dtype)
+    else:
+        X, y = check_batch(params, X, y)
+        first = X[:1]
+    check_labels(y, forward_pass(params, first)[0][-1].shape[1])
+    return X, y, check_weights(w, X.shape[0], first.dtype)
 
 
 def _checked_augment(augment, X: np.ndarray) -> Augment | None:
@@ -228,8 +241,8 @@ def _row(run: _Run, out: StepOutput) -> dict:
     """One history row for `out.state` (see `fit` for the columns; `seconds` is the monitor's)."""
     state = out.state
     params = state.params
-    train_scan = scan(params, *run.train_eval, run.chunk)
-    dev_scan = scan(params, *run.dev, run.chunk) if run.dev is not None else None
+    train_scan = scan(params, *run.train_eval[:2], run.chunk, w=run.train_eval[2])
+    dev_scan = scan(params, *run.dev[:2], run.chunk, w=run.dev[2]) if run.dev is not None else None
     grads, updates = unravel(state.spec, out.grads), unravel(state.spec, out.updates)
     owners = [j for j, layer in enumerate(params.layers) if tree_leaves(layer)]
     return {
@@ -295,14 +308,18 @@ def fit(
     checkpoint: Callable[[Monitor], Any] | None = None,
     resume: Monitor | None = None,
     augment: Augmentation | Augment | None = None,
+    opt_state: Any = None,
 ) -> FitResult:
     """Train `params` with `optimizer` for up to `epochs` epochs of mini-batches of `train`.
 
     rng: split three ways: the batch stream, the training rows the history evaluates, and the
         seed of in-step randomness (dropout masks, augmentation); the same seed and inputs give
         the same parameters and history, bit for bit (the seconds aside).
-    train, dev: Datasets (anything with .X, .y) or (X, y) pairs, X: (n, n_0), y: (n,) int.
-        Both are validated once here; dev is optional (no dev columns, no early stopping).
+    train, dev: Datasets (anything with .X, .y), (X, y) pairs or (X, y, w) triples, X: (n, n_0)
+        (a NumPy array, or a scipy.sparse matrix densified batch by batch), y: (n,) int labels
+        or an (n, k) 0/1 multilabel matrix (see `fnn.nn`), w: (n,) row weights weighting every
+        loss, gradient and score. Both are validated once here; dev is optional (no dev
+        columns, no early stopping).
     batch_size: rows per update, or None / "full" for full-batch gradient descent.
     l2: the loss's weight penalty (l2/(2m)) Σ||W||², m the batch's rows.
     eval_every: record a history row every this many updates; rows are recorded at the end of
@@ -319,6 +336,9 @@ def fit(
         state of that row): everything `resume` needs (see `fnn.checkpoint` for a file form).
     resume: such a Monitor: training continues from its state, history and best params, and
         ends with the same bits as a run never interrupted (same rng, data and arguments).
+    opt_state: the optimizer state to start from, e.g. an earlier FitResult's
+        `state.opt_state` of these params under this optimizer: the run continues its moments
+        and update count (scikit-learn's partial_fit); None: `optimizer.init`.
     augment: an `fnn.augment.Augmentation`, or any transform `(rng, X) -> X'`, applied to
         every training batch before its step, drawing from the step's own stream
         (`fnn.training.augment_rng`); the history's train and dev columns, evaluation and
@@ -340,7 +360,7 @@ def fit(
     finite). So does a training loss above DIVERGENCE_FACTOR times the first evaluation's (at
     least 1).
     """
-    X, y = _labelled(params, "train", train)
+    X, y, w = _labelled(params, "train", train)
     dev = _labelled(params, "dev", dev) if dev is not None else None
     l2 = checks.non_negative_float("l2", l2)
     epochs = checks.positive_int("epochs", epochs)
@@ -349,7 +369,7 @@ def fit(
     train_eval_size = checks.positive_int("train_eval_size", train_eval_size)
     eval_chunk = checks.positive_int("eval_chunk", eval_chunk)
     checks.one_of("monitor", monitor, MONITORS)
-    augment = _checked_augment(augment, X)
+    augment = _checked_augment(augment, dense(X[:1]))
     if patience is not None and dev is None:
         raise ValueError("patience needs a dev set to monitor: pass dev=(X_dev, y_dev) or patience=None")
 
@@ -359,7 +379,8 @@ def fit(
     rows = np.sort(subset_rng.choice(n, size=train_eval_size, replace=False)) if n > train_eval_size else None
     run = _Run(
         optimizer, l2, epochs, epochs * per_epoch, eval_every, per_epoch == 1,
-        (X[rows], y[rows]) if rows is not None else (X, y), dev, eval_chunk, monitor, patience, clock, augment,
+        (X[rows], y[rows], None if w is None else w[rows]) if rows is not None else (X, y, w), dev, eval_chunk,
+        monitor, patience, clock, augment,
     )
     seed = int(seed_rng.integers(2**63))
     if resume is not None:  # the same stream, less the batches the resumed state has seen
@@ -368,9 +389,9 @@ def fit(
             fresh=False, stopped=None, message="",
         ))
     else:
-        state0 = init_state(params, optimizer, seed=seed)
+        state0 = init_state(params, optimizer, seed=seed, opt_state=opt_state)
         start = Monitor(state=state0, good=copy_state(state0), best_params=params, start=clock())
-    stream = batches(stream_rng, X, y, batch_size, epochs, skip=start.state.step)
+    stream = batches(stream_rng, X, y, batch_size, epochs, skip=start.state.step, w=w)
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported instead
         monitors = toolz.accumulate(functools.partial(_fold_step, run), stream, start)
         final = toolz.first(m for m in map(functools.partial(_report, callback, checkpoint), monitors) if m.stopped)

@@ -43,12 +43,14 @@ from fnn.nn import (
     backprop,
     check_batch,
     check_finite,
+    check_weights,
     check_labels,
     eval_rows,
     first_layer_screens_inputs,
     forward_pass,
     l2_penalty,
-    log_softmax,
+    mass,
+    row_losses,
 )
 from fnn.optim import Optimizer, apply_updates
 from fnn.params import MLP
@@ -78,12 +80,13 @@ class TrainState:
 
 @attrs.frozen(eq=False)
 class Batch:
-    """One mini-batch: X: (b, n_0) in the params' dtype, y: (b,) int; `end` marks the last
-    batch of an epoch."""
+    """One mini-batch: X: (b, n_0) in the params' dtype, y: (b,) int (or (b, k) multilabel
+    0/1); `end` marks the last batch of an epoch; w: (b,) row weights, or None (all 1)."""
 
     X: np.ndarray
     y: np.ndarray
     end: bool
+    w: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------- the batch stream
@@ -114,18 +117,24 @@ def epoch_indices(rng: np.random.Generator, n: int, batch_size: int) -> Iterator
     return (perm[s : s + batch_size] for s in range(0, n, batch_size))
 
 
-def _epoch_batches(rng, X, y, batch_size, skip: int = 0) -> Iterator[Batch]:
+def _epoch_batches(rng, X, y, w, batch_size, skip: int = 0) -> Iterator[Batch]:
     """One epoch's batches, less its first `skip` (never gathered)."""
     if batch_size is None:  # full batch: the arrays themselves, no shuffle and no copy
-        return iter([Batch(X, y, end=True)][skip:])
+        return iter([Batch(dense(X), y, end=True, w=w)][skip:])
     slices = list(epoch_indices(rng, X.shape[0], batch_size))
     last = len(slices) - 1
-    return (Batch(_gather(X, slices[i]), y[slices[i]], end=i == last) for i in range(skip, len(slices)))
+    return (
+        Batch(_gather(X, idx), y[idx], end=i == last, w=None if w is None else w[idx])
+        for i, idx in enumerate(slices[skip:], skip)
+    )
 
 
-def _gather(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """X[idx] along the rows. mode="clip": the indices are a permutation's, so never clipped;
-    numpy's default "raise" mode first gathers into a scratch copy (2.5x slower)."""
+def _gather(X, idx: np.ndarray) -> np.ndarray:
+    """X[idx] along the rows, as a dense array. mode="clip": the indices are a permutation's, so
+    never clipped; numpy's default "raise" mode first gathers into a scratch copy (2.5x slower).
+    A scipy.sparse X (anything with `toarray`) is densified here, one batch at a time."""
+    if hasattr(X, "toarray"):
+        return X[idx].toarray()
     return np.take(X, idx, axis=0, mode="clip")
 
 
@@ -138,9 +147,11 @@ def _epoch_rng(base: np.random.SeedSequence, epoch: int) -> np.random.Generator:
 
 
 def batches(
-    rng: np.random.Generator, X: np.ndarray, y: np.ndarray, batch_size, epochs: int, skip: int = 0
+    rng: np.random.Generator, X: np.ndarray, y: np.ndarray, batch_size, epochs: int, skip: int = 0,
+    w: np.ndarray | None = None,
 ) -> Iterator[Batch]:
-    """A lazy stream of `epochs` epochs of mini-batches of (X: (n, n_0), y: (n,)).
+    """A lazy stream of `epochs` epochs of mini-batches of (X: (n, n_0), y: (n,)) and, when
+    given, row weights w: (n,).
 
     batch_size: an int, or None / "full" for full-batch gradient descent (one batch per epoch,
     the arrays themselves). One child generator is spawned from `rng` now; epoch e shuffles with
@@ -153,7 +164,7 @@ def batches(
     base = rng.spawn(1)[0].bit_generator.seed_seq
     first, skip = divmod(checks.non_negative_int("skip", skip), per_epoch)
     return toolz.concat(
-        _epoch_batches(_epoch_rng(base, e), X, y, size, skip if e == first else 0) for e in range(first, epochs)
+        _epoch_batches(_epoch_rng(base, e), X, y, w, size, skip if e == first else 0) for e in range(first, epochs)
     )
 
 
@@ -182,12 +193,17 @@ def augment_rng(state: TrainState) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence((state.seed, state.step), spawn_key=(AUGMENT_STREAM,)))
 
 
-def init_state(params: MLP, optimizer: Optimizer, seed: int = 0) -> TrainState:
+def init_state(params: MLP, optimizer: Optimizer, seed: int = 0, opt_state: Any = None) -> TrainState:
     """The fold's starting point: the params copied into one buffer, step 0, epoch 0, a fresh
-    optimizer state; `seed` seeds the in-step randomness (dropout masks) of every step."""
+    optimizer state (or a copy of `opt_state`, one this optimizer made for params of this
+    structure, to continue it); `seed` seeds the in-step randomness (dropout masks) of every step."""
     spec = ravel_spec(params)
     flat = ravel(spec, params)
-    return TrainState(flat=flat, spec=spec, opt_state=optimizer.init(flat), seed=seed)
+    if opt_state is None:
+        opt_state = optimizer.init(flat)
+    else:
+        opt_state = tree_map(lambda x: x.copy() if isinstance(x, np.ndarray) else x, opt_state)  # ours to donate
+    return TrainState(flat=flat, spec=spec, opt_state=opt_state, seed=seed)
 
 
 def copy_state(state: TrainState) -> TrainState:
@@ -214,7 +230,7 @@ def advance(
     """`train_step` keeping what it computed on the way (for `fit`'s history)."""
     grads = np.empty(state.spec.size, state.spec.dtype)
     X = batch.X if augment is None else augment(augment_rng(state), batch.X)
-    loss, _ = backprop(state.params, X, batch.y, l2, step_rng(state), spec=state.spec, flat=grads)
+    loss, _ = backprop(state.params, X, batch.y, l2, step_rng(state), w=batch.w, spec=state.spec, flat=grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.flat, donate=donate)
     new = TrainState(
         flat=apply_updates(state.flat, updates, donate=donate),
@@ -251,16 +267,17 @@ def train_step(
 
 @attrs.frozen(eq=False)
 class Scan:
-    """Totals over an evaluation set: summed cross-entropy, correct count, rows, and for each
-    ReLU-family layer a bool (n,) mask of its units that were active (> 0) for some row."""
+    """Totals over an evaluation set: summed cross-entropy, correct count, rows (each weighted
+    by its row's weight when there are weights), and for each ReLU-family layer a bool (n,)
+    mask of its units that were active (> 0) for some row."""
 
     ce_sum: float
-    correct: int
-    rows: int
+    correct: float
+    rows: float
     alive: tuple[np.ndarray, ...]  # one per layer declaring `relu_family`
 
 
-def _scan_chunk(params: MLP, X: np.ndarray, y: np.ndarray, screen_from: int | None = None) -> Scan:
+def _scan_chunk(params: MLP, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, screen_from: int | None = None) -> Scan:
     """Totals of one chunk. screen_from: the chunk's first row in the whole set when X's
     finiteness is still to be checked, through the first Dense layer's output (see
     `fnn.nn.first_layer_screens_inputs`): one sum over (rows, n_1) instead of two passes over X."""
@@ -273,11 +290,13 @@ def _scan_chunk(params: MLP, X: np.ndarray, y: np.ndarray, screen_from: int | No
             check_finite(X, screen_from)  # raises if X is to blame (else non-finite W or b, or a huge sum)
     logits = outputs[-1]
     check_labels(y, logits.shape[1])
-    ce = -log_softmax(logits)[np.arange(X.shape[0]), y]
+    ce, hit = row_losses(logits, y)
     alive = tuple(
         A.max(axis=0) > 0 for layer, A in zip(params.layers, outputs[1:]) if getattr(layer, "relu_family", False)
     )
-    return Scan(float(ce.sum()), int((logits.argmax(axis=1) == y).sum()), X.shape[0], alive)
+    if w is None:
+        return Scan(float(ce.sum()), int(hit.sum()), X.shape[0], alive)
+    return Scan(float(np.dot(w, ce)), float(w[hit].sum(dtype=np.float64)), mass(y, w), alive)
 
 
 def _merge(a: Scan, b: Scan) -> Scan:
@@ -285,27 +304,42 @@ def _merge(a: Scan, b: Scan) -> Scan:
     return Scan(a.ce_sum + b.ce_sum, a.correct + b.correct, a.rows + b.rows, alive)
 
 
-def scan(params: MLP, X: np.ndarray, y: np.ndarray, chunk: int = 8192, screen: bool = False) -> Scan:
+def scan(
+    params: MLP, X: np.ndarray, y: np.ndarray, chunk: int = 8192, screen: bool = False, w: np.ndarray | None = None
+) -> Scan:
     """One pass over validated (X, y) in chunks of at most `chunk` rows (fewer when a chunk's
     pass would pass `fnn.nn.EVAL_BYTES`, see `eval_rows`), so memory stays flat for any n.
-    screen: X's finiteness is still to be checked, through the first layer's output."""
+    screen: X's finiteness is still to be checked, through the first layer's output.
+    w: (n,) row weights (validated) or None. A scipy.sparse X is densified chunk by chunk."""
     with np.errstate(invalid="ignore", over="ignore"):  # measuring one row: a bad X is reported below
-        chunk = eval_rows(params, X, chunk)
+        chunk = eval_rows(params, dense(X[:1]), chunk)
     return toolz.reduce(
         _merge,
-        (_scan_chunk(params, X[s : s + chunk], y[s : s + chunk], s if screen else None) for s in range(0, X.shape[0], chunk)),
+        (
+            _scan_chunk(params, dense(X[s : s + chunk]), y[s : s + chunk], None if w is None else w[s : s + chunk], s if screen else None)
+            for s in range(0, X.shape[0], chunk)
+        ),
     )
 
 
-def evaluate(params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, chunk: int = 8192) -> tuple[float, float]:
+def dense(X) -> np.ndarray:
+    """X as a NumPy array: a scipy.sparse block densified (it has `toarray`), else X itself."""
+    return X.toarray() if hasattr(X, "toarray") else X
+
+
+def evaluate(
+    params: MLP, X: np.ndarray, y: np.ndarray, l2: float = 0.0, chunk: int = 8192, w: np.ndarray | None = None
+) -> tuple[float, float]:
     """(loss, accuracy) of the whole set X: (n, n_0), y: (n,) int, computed `chunk` rows at a time.
 
     loss = mean cross-entropy + (l2/(2n)) Σ||W||², the same value as `fnn.nn.loss` on the whole
     set, but memory grows with `chunk`, not n. accuracy = fraction of rows with argmax = y.
-    Evaluation runs the layers without an rng (Dropout is the identity).
+    With row weights w: (n,), both are weighted means (n becomes Σw). Evaluation runs the
+    layers without an rng (Dropout is the identity).
     """
     screen = first_layer_screens_inputs(params)  # then X's finiteness shows in the first layer's output
     X, y = check_batch(params, X, y, finite=not screen)
+    w = check_weights(w, X.shape[0], X.dtype)
     l2 = checks.non_negative_float("l2", l2)
-    totals = scan(params, X, y, checks.positive_int("chunk", chunk), screen)
+    totals = scan(params, X, y, checks.positive_int("chunk", chunk), screen, w)
     return totals.ce_sum / totals.rows + l2_penalty(params, l2, totals.rows), totals.correct / totals.rows
