@@ -83,10 +83,11 @@ class TrainConfig:
     seed: int = 0
 
 
-def build_network(rng: np.random.Generator, config: TrainConfig, n_in: int, classes: int):
-    """`fnn.init` of the network `config` describes, for rows of n_in values and `classes` outputs."""
+def build_network(rng: np.random.Generator, config: TrainConfig, n_in: int, classes: int, dtype=np.float32):
+    """`fnn.init` of the network `config` describes, for rows of n_in values and `classes`
+    outputs, its parameters in `dtype`."""
     conv = dict(conv=config.conv, kernel=config.kernel, image_shape=square_image(n_in)) if config.conv else {}
-    return init(rng, (n_in, *config.hidden, classes), config.activation, config.dropout, **conv)
+    return init(rng, (n_in, *config.hidden, classes), config.activation, config.dropout, dtype, **conv)
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> Optimizer:
@@ -114,19 +115,32 @@ def train(
     clock: Callable[[], float] = time.perf_counter,
     checkpoint: Callable[[Monitor], Any] | None = None,
     resume: Monitor | None = None,
+    *,
+    params=None,
+    opt_state: Any = None,
+    outputs: int | None = None,
+    dtype=np.float32,
 ) -> FitResult:
     """Build a network of widths (n_0, *config.hidden, k) with `config`'s activation and
     dropout (`fnn.init`) and `fit` it.
 
-    train_set, dev_set: Datasets or (X, y) pairs. k is the number of class names of a Dataset,
-    else max(y) + 1 of the training labels. rng is split in two: one stream initialises the
-    weights, the other drives `fit`. callback, clock, checkpoint and resume are passed on to
-    `fit` (a resumed run still draws the initial weights, so its streams are the original's).
+    train_set, dev_set: Datasets, (X, y) pairs or (X, y, w) triples (see `fit`). k is
+    `outputs` when given, else the number of class names of a Dataset, the columns of a
+    multilabel y, else max(y) + 1 of the training labels; the network's params are `dtype`. rng is split in two: one stream initialises the weights, the other drives
+    `fit`. callback, clock, checkpoint, resume and opt_state are passed on to `fit` (a resumed
+    run still draws the initial weights, so its streams are the original's).
+    params: train these instead of a new network (a warm start; the init stream is still
+    split off, so fit's streams are a fresh run's).
     """
     X, y, _ = arrays("train_set", train_set)
-    classes = len(train_set.class_names) if hasattr(train_set, "class_names") else int(np.max(y)) + 1
     init_rng, fit_rng = rng.spawn(2)
-    params = build_network(init_rng, config, X.shape[1], classes)
+    if params is None:
+        classes = (
+            outputs if outputs is not None
+            else len(train_set.class_names) if hasattr(train_set, "class_names")
+            else y.shape[1] if np.ndim(y) == 2 else int(np.max(y)) + 1
+        )
+        params = build_network(init_rng, config, X.shape[1], classes, dtype)
     optimizer = make_optimizer(config, steps_per_epoch(X.shape[0], config.batch_size))
     return fit(
         fit_rng,
@@ -145,4 +159,5 @@ def train(
         checkpoint=checkpoint,
         resume=resume,
         augment=transform(config.augment),
+        opt_state=opt_state,
     )
