@@ -407,7 +407,7 @@ def _hold_out(rng: np.random.Generator, X, target, w, fraction, classes) -> tupl
     if not held.any():
         sizes = np.bincount(groups)
         least = int(np.argmin(np.where(sizes > 0, sizes, sizes.max() + 1)))
-        name = f" ({classes[least]!r})" if target.ndim == 1 else ""
+        name = f" ({np.asarray(classes[least]).item()!r})" if target.ndim == 1 else ""  # 'b', not np.str_('b')
         raise ValueError(
             f"validation_fraction={fraction} of {count(len(groups), 'sample')} holds out no row: the least populated class "
             f"in y{name} has only {count(int(sizes[least]), 'member')}; pass a larger validation_fraction or more rows"

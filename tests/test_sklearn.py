@@ -167,3 +167,96 @@ def test_conv_makes_a_cnn_that_learns_digits(sk, digits):
     assert model.score(X[450:], y[450:]) > 0.7
     with pytest.raises(ValueError, match="square"):
         sk.FNNClassifier(conv=(4,)).fit(X[:50, :100].reshape(50, 100)[:, :99], y[:50])
+
+
+def blobs(n=240, seed=0, dtype=np.float64):
+    """Three separable Gaussian blobs in 5 dimensions, standardised."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    X = rng.normal(size=(n, 5)) + 3 * np.eye(5)[y]
+    return ((X - X.mean(0)) / X.std(0)).astype(dtype), y
+
+
+def test_the_network_keeps_the_dtype_of_x_and_sparse_x_trains_as_dense(sk):
+    from scipy import sparse
+
+    X, y = blobs()
+    for dtype in (np.float32, np.float64):
+        model = sk.FNNClassifier(epochs=3, hidden=(8,)).fit(X.astype(dtype), y)
+        assert {W.dtype for W in model.coefs_} == {np.dtype(dtype)}
+        assert model.predict_proba(X.astype(dtype)).dtype == dtype
+    X[np.abs(X) < 0.5] = 0.0
+    dense = sk.FNNClassifier(epochs=3, hidden=(8,)).fit(X, y)
+    csr = sk.FNNClassifier(epochs=3, hidden=(8,)).fit(sparse.csr_matrix(X), y)
+    assert fnn.tree_allclose(dense.params_, csr.params_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(csr.predict_proba(sparse.csr_matrix(X)), dense.predict_proba(X), rtol=1e-10)
+
+
+def test_predict_log_proba_is_the_log_of_predict_proba_without_underflow(sk):
+    X, y = blobs()
+    model = sk.FNNClassifier(epochs=20, hidden=(8,), optimizer="adam").fit(X, y)
+    np.testing.assert_allclose(np.exp(model.predict_log_proba(X)), model.predict_proba(X), rtol=1e-12)
+    far = X[:3] * 1e3  # probabilities that round to 0 still have a finite log
+    assert np.isfinite(model.predict_log_proba(far)).all()
+
+
+def test_partial_fit_continues_the_optimizer_and_counts_epochs_and_rows(sk):
+    X, y = blobs()
+    model = sk.FNNClassifier(hidden=(8,), optimizer="adam", batch_size=60)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        model.partial_fit(X, y)
+    for _ in range(3):
+        model.partial_fit(X[:120], y[:120], classes=[0, 1, 2])
+    adam_steps = model._opt_state[1].count  # (moments, count of the lr schedule)
+    assert (model.n_iter_, model.t_, len(model.loss_curve_), adam_steps) == (3, 360, 3, 3 * 2)
+    assert model.loss_curve_[-1] < model.loss_curve_[0]
+    with pytest.raises(ValueError, match="not one of classes_"):
+        model.partial_fit(X[:5], np.array([0, 1, 2, 3, 0]))
+
+
+def test_warm_start_continues_from_the_last_fit(sk):
+    X, y = blobs()
+    cold = sk.FNNClassifier(epochs=4, hidden=(8,), lr=0.05, schedule="constant")
+    warm = sk.FNNClassifier(epochs=4, hidden=(8,), lr=0.05, schedule="constant", warm_start=True)
+    first = cold.fit(X, y).loss_curve_[:]
+    assert cold.fit(X, y).loss_curve_ == first  # without warm_start a fit starts over
+    warm.fit(X, y)
+    warm.fit(X, y)
+    assert warm.n_iter_ == 8 and len(warm.loss_curve_) == 8 and warm.loss_curve_[:4] == first
+    assert warm.loss_curve_[4] < first[0]  # the second fit starts from the first's params
+
+
+def test_sample_weight_zero_is_as_if_the_row_were_absent(sk):
+    X, y = blobs(n=90)
+    w = np.ones(len(y))
+    w[::4] = 0.0
+    common = dict(epochs=5, hidden=(8,), batch_size="full", optimizer="gd", lr=0.3, l2=0.1)
+    weighted = sk.FNNClassifier(**common).fit(X, y, sample_weight=w)
+    dropped = sk.FNNClassifier(**common).fit(X[w > 0], y[w > 0])
+    np.testing.assert_allclose(weighted.predict_proba(X), dropped.predict_proba(X), rtol=1e-10)
+
+
+def test_multilabel_y_trains_sigmoid_outputs(sk):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 6))
+    Y = np.stack([X[:, 0] > 0, X[:, 1] + X[:, 2] > 0, X[:, 3] < -0.5], axis=1).astype(int)
+    model = sk.FNNClassifier(epochs=60, hidden=(32,), optimizer="adam", lr=0.01).fit(X[:300], Y[:300])
+    assert model.out_activation_ == "logistic" and model.n_outputs_ == 3 and list(model.classes_) == [0, 1, 2]
+    assert model.predict(X[300:]).shape == (100, 3) and set(np.unique(model.predict(X[300:]))) <= {0, 1}
+    assert model.score(X[300:], Y[300:]) > 0.85  # subset accuracy: every label of the row right
+    proba = model.predict_proba(X[300:])
+    np.testing.assert_array_equal(proba > 0.5, model.predict(X[300:]) == 1)
+
+
+def test_verbose_prints_a_line_per_epoch(sk, capsys):
+    X, y = blobs()
+    sk.FNNClassifier(epochs=3, hidden=(8,), verbose=True, validation_fraction=0.25).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all("loss = " in line and "validation score = " in line for line in lines)
+
+
+def test_a_hold_out_too_small_names_the_least_populated_class(sk):
+    X, y = blobs(n=12)
+    labels = np.array(["a"] * 10 + ["b", "c"])
+    with pytest.raises(ValueError, match=r"least populated class in y \('b'\) has only 1 member"):
+        sk.FNNClassifier(epochs=1, validation_fraction=0.01).fit(X, labels)
