@@ -4,7 +4,15 @@ of the best configuration; `fnn tune --repeats/--samples` end to end."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import math
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import attrs
@@ -379,3 +387,91 @@ def test_ctrl_c_of_tune_with_workers_is_one_line_without_worker_tracebacks(tmp_p
     assert process.returncode == 130, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert "completed" not in out and not (tmp_path / "tune").exists()
+
+
+# ---------------------------------------------------------------- --scheduler at something that is not Dask
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # the server's log would share the command's stderr
+        pass
+
+
+@contextlib.contextmanager
+def foreign_server(kind: str):
+    """A server on 127.0.0.1 (port 0) that is not a Dask scheduler, in a thread: 'silent'
+    accepts and never answers, 'random' answers each connection with 4 KiB of seeded random
+    bytes, 'http' is `python -m http.server`. Yields its port."""
+    if kind == "http":
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), QuietHandler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield server.server_address[1]
+        finally:
+            server.shutdown()
+            server.server_close()
+        return
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    accepted, stop = [], threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # the 0.1 s timeout: look at `stop` again
+                continue
+            accepted.append(conn)
+            if kind == "random":
+                with contextlib.suppress(OSError):
+                    conn.sendall(random.Random(len(accepted)).randbytes(4096))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    "kind, scheme",
+    [("silent", "tcp"), ("http", "tcp"), ("random", "tcp"), ("silent", "ws"), ("http", "ws"), ("random", "tls")],
+)
+def test_tune_scheduler_that_is_not_dask_is_one_line_within_the_deadline(kind, scheme, monkeypatch, capsys, tmp_path):
+    from fnn.cli import tune as tune_command
+
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(tune_command, "CONNECT_TIMEOUT_S", 1)
+    with foreign_server(kind) as port:
+        address = f"{scheme}://127.0.0.1:{port}"
+        started = time.monotonic()
+        status = main(["tune", "--epochs", "1", "--hiddens", "8", "--no-progress", "--scheduler", address,
+                       "--out", str(tmp_path / "run")])
+        seconds = time.monotonic() - started
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"fnn: error: --scheduler {address}: "), lines[0]
+    assert ("TLS settings" if scheme == "tls" else "dask scheduler") in lines[0], lines[0]
+    assert seconds < 1 + 2, seconds  # the deadline covers the whole handshake, not only the connect
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_tune_scheduler_at_a_silent_port_ends_within_10_seconds_from_the_shell(tmp_path):
+    with foreign_server("silent") as port:
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "fnn", "tune", "--epochs", "1", "--no-progress",
+             "--scheduler", f"tcp://127.0.0.1:{port}", "--out", str(tmp_path / "run")],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )
+        seconds = time.monotonic() - started
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "within 5 s" in done.stderr and seconds < 10, (seconds, done.stderr)

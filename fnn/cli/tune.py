@@ -25,7 +25,7 @@ from fnn.text import count
 
 HIDDENS = ((64,), (110,), (128,))
 L2S = (0.0, 0.1, 1.0)
-CONNECT_TIMEOUT_S = 10  # how long --scheduler waits for the scheduler, then for a first worker
+CONNECT_TIMEOUT_S = 5  # how long --scheduler waits for the scheduler's handshake, then for a first worker
 SCHEMES = ("", "tcp", "tls", "ws", "wss", "ucx")  # Dask's protocols; none means tcp
 SAMPLING_STREAM = 1  # --samples draws from SeedSequence([--seed, 1]), apart from the split's stream
 
@@ -122,7 +122,13 @@ def _points(args) -> list[dict]:
 
 def connect(address: str):
     """A `distributed.Client` of the scheduler at `address` with at least one worker, or a
-    one-line UserError saying what to install or start."""
+    one-line UserError saying what to install or start.
+
+    Dask's client trusts what answers: a port that accepts and stays silent (or a web server,
+    which waits for a request) holds it past any timeout, and garbage or a TLS address without
+    TLS settings end in a traceback. So the address first has to pass `_handshake` within
+    CONNECT_TIMEOUT_S; only a peer that spoke Dask's handshake gets a Client.
+    """
     try:
         from distributed import Client
     except ImportError:
@@ -130,18 +136,16 @@ def connect(address: str):
             "--scheduler needs the 'distributed' package: pip install 'fnn[dask]' (or distributed), "
             "or leave --scheduler out to tune on local processes"
         ) from None
+    fix = f"start a scheduler with 'dask scheduler' and its workers with 'dask worker {address}', or fix the address"
     # distributed logs each failed attempt to connect; the error below says it in one line
-    with _quiet("distributed"):
+    with _quiet("distributed"), _quiet("tornado"):
+        reason = _handshake(address)
+        if reason is not None:
+            raise UserError(f"--scheduler {address}: {reason}; {fix}")
         try:
             client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
-        except (OSError, TimeoutError, ValueError, TypeError) as error:  # TypeError: tls:// without TLS set up
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            if reason.startswith("Timed out"):
-                reason = f"no Dask scheduler answered within {CONNECT_TIMEOUT_S} s"
-            raise UserError(
-                f"--scheduler {address}: {reason.rstrip('.')}; start a scheduler with 'dask scheduler' and "
-                f"its workers with 'dask worker {address}', or fix the address"
-            ) from None
+        except Exception as error:  # noqa: BLE001 - a peer that passed the handshake but is no scheduler
+            raise UserError(f"--scheduler {address}: {_first_line(error)}; {fix}") from None
     try:
         client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError):
@@ -152,6 +156,47 @@ def connect(address: str):
         ) from None
     client.run(tune.limit_blas_threads, 1)  # as the local pool does: the same sums, the same table
     return client
+
+
+def _handshake(address: str) -> str | None:
+    """Open one connection to `address` and exchange Dask's handshake with it, all within
+    CONNECT_TIMEOUT_S (a deadline over the whole exchange: Dask's own timeout covers only the
+    connect). None when a Dask peer answered; otherwise why not, in words for the error line.
+
+    Whatever answers is untrusted, so any exception from the exchange means "not a Dask
+    scheduler" (random bytes fail inside Dask's frame reader, a web server's reply inside the
+    WebSocket client); Ctrl-C and SIGTERM are not Exceptions and still stop the command.
+    """
+    import asyncio
+
+    from distributed.comm import connect as open_comm
+    from distributed.security import Security
+
+    async def exchange():
+        comm = await open_comm(address, timeout=CONNECT_TIMEOUT_S, **Security().get_connection_args("client"))
+        await comm.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(exchange(), CONNECT_TIMEOUT_S))
+    except TimeoutError:  # accepted, then silence (a bare socket, an HTTP server waiting for a request)
+        return f"nothing there answered as a Dask scheduler within {CONNECT_TIMEOUT_S} s"
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        text = _first_line(error)
+        if text.startswith("Timed out"):  # refused or unreachable until the deadline
+            return f"no Dask scheduler answered within {CONNECT_TIMEOUT_S} s"
+        if "ssl_context" in text or "TLS" in text:
+            return (
+                "a tls:// address needs Dask's TLS settings (distributed.comm.tls.ca-file, "
+                ".client.cert and .client.key in the Dask configuration), which are missing or wrong"
+            )
+        return "what answered there is not a Dask scheduler (its reply was not Dask's handshake)"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    """An exception's first line without its final full stop, or its type's name when empty."""
+    text = str(error).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(error).__name__
 
 
 @contextlib.contextmanager
