@@ -74,6 +74,15 @@ def _finite_number(instance, attribute, value):
         raise ValueError(f"{type(instance).__name__}.{attribute.name} must be a finite number, got {value!r}")
 
 
+def _leaky_slope(instance, attribute, value):
+    _finite_number(instance, attribute, value)
+    if not 0 <= value < 1:
+        raise ValueError(
+            f"{type(instance).__name__}.{attribute.name} is the slope for negative inputs, a number in [0, 1) "
+            f"(e.g. 0.01), got {value!r}"
+        )
+
+
 @attrs.frozen(eq=False, repr=False)
 class Dense:
     """Affine map Z = A W + b. W: (n_in, n_out), b: (n_out,), one float dtype."""
@@ -130,9 +139,14 @@ class Relu:
 
 @attrs.frozen
 class LeakyRelu:
-    """Z = A where A > 0, α·A elsewhere; dA = dZ ⊙ (1 where A > 0, α elsewhere)."""
+    """Z = A where A > 0, α·A elsewhere; dA = dZ ⊙ (1 where A > 0, α elsewhere); 0 <= α < 1.
 
-    alpha: float = static(0.01, validator=_finite_number)
+    The bound is what `relu_family` promises: Z > 0 exactly where A > 0 needs α >= 0, and a kink
+    at 0 needs α != 1 (a larger α would make the negative side the steep one, and a huge one,
+    1e38 say, overflows float32 for any |A| > 3.4, giving NaN probabilities).
+    """
+
+    alpha: float = static(0.01, validator=_leaky_slope)
 
     uses_rng: ClassVar[bool] = False
     relu_family: ClassVar[bool] = True

@@ -705,3 +705,51 @@ def test_metadata_with_random_values_gives_a_clean_error_or_a_checked_model(tmp_
         names = loaded_meta["class_names"]
         assert len(names) == 3 and all(name.isprintable() and 1 <= len(name) <= 64 for name in names), edits
         assert all(np.array_equal(a.W, b.W) for a, b in zip(loaded.layers, params.layers) if hasattr(a, "W")), edits
+
+
+# ---------------------------------------------------------------- settings that overflow, outputs that are not numbers
+
+
+def leaky_model(path: Path, alpha: float = 0.01, scale: float = 0.01) -> Path:
+    """784 -> 16 -> LeakyRelu(alpha) -> 10, weights `scale` times a seeded normal draw."""
+    import fnn
+
+    rng = np.random.default_rng(0)
+    dense = lambda n, k: fnn.Dense((scale * rng.standard_normal((n, k))).astype(np.float32), np.zeros(k, np.float32))  # noqa: E731
+    return save_model(path, fnn.Network((dense(784, 16), fnn.LeakyRelu(alpha), dense(16, 10))))
+
+
+@pytest.mark.parametrize("alpha", [1e38, 1e308, -0.5, 1.0])
+def test_a_leaky_relu_slope_outside_0_to_1_in_a_model_file_is_refused_in_one_line(tmp_path, capsys, alpha):
+    """alpha = 1e38 is finite in float32, but alpha * A overflows for any A < -3.4: NaN probabilities."""
+    from fnn.cli import main
+
+    path = leaky_model(tmp_path / "m.npz")
+    meta = _metadata_text(path)
+    meta["layers"][1]["alpha"] = alpha
+    _with_metadata(path, json.dumps(meta))
+    with pytest.raises(ModelFileError, match=r"layer 1 \(LeakyRelu\) cannot be rebuilt .*alpha.*\[0, 1\)") as caught:
+        load_model(path)
+    assert str(caught.value).startswith(str(path))
+    status = main(["predict", "--model", str(path), "--data", "sample", "--out", str(tmp_path / "s.csv")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and str(path) in err[0] and "alpha" in err[0], err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_predict_and_evaluate_refuse_a_model_whose_output_is_not_a_number(tmp_path, capsys):
+    """Finite float32 weights of 3e38 overflow in the first product: predict must not write label
+    0 for every row, nor evaluate print a traceback; both name the model file."""
+    from fnn.cli import main
+
+    path = leaky_model(tmp_path / "m.npz", scale=3e38 / 5)  # 5 sigma: still finite, as the loader checks
+    load_model(path)  # the file itself is sound
+    out = tmp_path / "s.csv"
+    status = main(["predict", "--model", str(path), "--data", "sample", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and err[0].startswith(f"fnn: error: {path}: the model's output is not a number"), err
+    assert not out.exists()
+    status = main(["evaluate", "--model", str(path), "--data", "sample", "--out", str(tmp_path / "ev")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "not a number" in err[0] and str(path) in err[0], err
+    assert not (tmp_path / "ev").exists()

@@ -12,7 +12,6 @@ from fnn.cli import flags, runs, sources
 from fnn.errors import DataError, ModelFileError
 from fnn.files import staged_folder
 from fnn.io import load_model
-from fnn.nn import predict_proba
 from fnn.run import blas
 from fnn.training import evaluate
 
@@ -94,7 +93,7 @@ def run(args) -> int:
                 f"was trained on {_few(meta['class_names'])}; the scores compare labels by number",
                 file=sys.stderr,
             )
-        proba = predict_proba(params, dataset.X)
+        proba = sources.finite_probabilities(args.model, params, dataset.X)
         report = metrics.evaluation_report(proba, dataset.y, meta["class_names"], args.errors)
         loss, _ = evaluate(params, dataset.X, dataset.y)
         runs.write_json(

@@ -13,7 +13,6 @@ import pandas as pd
 from fnn.cli import flags, runs, sources
 from fnn.images import load_digit_image
 from fnn.io import load_model
-from fnn.nn import predict_proba
 
 
 def add_parser(commands, common) -> None:
@@ -100,7 +99,7 @@ def run(args) -> int:
         dataset = sources.rows_to_score(args.data[0], args.layout, runs.download_progress(args.progress))
         sources.check_model_fits(args.model, params, attrs.evolve(dataset, y=None))
         X = dataset.X
-    proba = predict_proba(params, X)
+    proba = sources.finite_probabilities(args.model, params, X)
     predicted = proba.argmax(axis=1)
     if images:
         for path, label, p in zip(images, predicted, proba[np.arange(len(X)), predicted]):

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from fnn.data import Dataset, load_dataset, load_test_set
 from fnn.errors import ModelFileError
+from fnn.nn import predict_proba
 from fnn.params import layer_sizes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -36,3 +39,19 @@ def check_model_fits(model_path: Path, params, dataset: Dataset) -> None:
             f"{model_path}: the model has {sizes[-1]} classes but {dataset.source} has "
             f"{len(dataset.class_names)}; use a model trained on these classes"
         )
+
+
+def finite_probabilities(model_path: Path, params, X: np.ndarray) -> np.ndarray:
+    """predict_proba(params, X), or ModelFileError naming the model file when a row's
+    probabilities are not finite (weights that overflow the param dtype give NaN, which would
+    otherwise be written as label 0, or as NaN in JSON). X: (m, n) -> P: (m, k)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # the check below says it, once, in words
+        proba = predict_proba(params, X)
+    bad = ~np.isfinite(proba).all(axis=1)
+    if bad.any():
+        raise ModelFileError(
+            f"{model_path}: the model's output is not a number for {int(bad.sum()):,} of {len(proba):,} rows "
+            f"(row {int(np.flatnonzero(bad)[0])} first): its weights or settings overflow {proba.dtype}; "
+            "the model is unusable, retrain it"
+        )
+    return proba
