@@ -157,7 +157,7 @@ class _Run:
     last: int  # the last update's step
     eval_every: int | None
     full_batch: bool
-    train_eval: tuple
+    train_eval: tuple  # (X, y, w, rows): the training set and the sorted rows the history scores (None: all)
     dev: tuple | None
     chunk: int
     monitor: str
@@ -241,7 +241,8 @@ def _row(run: _Run, out: StepOutput) -> dict:
     """One history row for `out.state` (see `fit` for the columns; `seconds` is the monitor's)."""
     state = out.state
     params = state.params
-    train_scan = scan(params, *run.train_eval[:2], run.chunk, w=run.train_eval[2])
+    X, y, w, rows = run.train_eval
+    train_scan = scan(params, X, y, run.chunk, w=w, rows=rows)
     dev_scan = scan(params, *run.dev[:2], run.chunk, w=run.dev[2]) if run.dev is not None else None
     grads, updates = unravel(state.spec, out.grads), unravel(state.spec, out.updates)
     owners = [j for j, layer in enumerate(params.layers) if tree_leaves(layer)]
@@ -329,7 +330,8 @@ def fit(
         `monitor` ("dev_acc", higher is better, or "dev_loss", lower is better); None: never.
     train_eval_size: the train columns are measured on a fixed random subset of this many
         training rows (all rows when there are fewer), chosen once from rng, to keep evaluation
-        cheap; evaluations run `eval_chunk` rows at a time, without dropout.
+        cheap (gathered a chunk at a time, never copied whole); evaluations run `eval_chunk`
+        rows at a time, without dropout.
     callback: called with each history row (a dict) as it is recorded, e.g. a progress bar.
     clock: the time source for the `seconds` column (time.perf_counter).
     checkpoint: called with the Monitor after each recorded row (its `good` is a copy of the
@@ -379,7 +381,7 @@ def fit(
     rows = np.sort(subset_rng.choice(n, size=train_eval_size, replace=False)) if n > train_eval_size else None
     run = _Run(
         optimizer, l2, epochs, epochs * per_epoch, eval_every, per_epoch == 1,
-        (X[rows], y[rows], None if w is None else w[rows]) if rows is not None else (X, y, w), dev, eval_chunk,
+        (X, y, w, rows), dev, eval_chunk,
         monitor, patience, clock, augment,
     )
     seed = int(seed_rng.integers(2**63))

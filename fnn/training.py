@@ -305,20 +305,26 @@ def _merge(a: Scan, b: Scan) -> Scan:
 
 
 def scan(
-    params: MLP, X: np.ndarray, y: np.ndarray, chunk: int = 8192, screen: bool = False, w: np.ndarray | None = None
+    params: MLP, X: np.ndarray, y: np.ndarray, chunk: int = 8192, screen: bool = False, w: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> Scan:
     """One pass over validated (X, y) in chunks of at most `chunk` rows (fewer when a chunk's
     pass would pass `fnn.nn.EVAL_BYTES`, see `eval_rows`), so memory stays flat for any n.
     screen: X's finiteness is still to be checked, through the first layer's output.
-    w: (n,) row weights (validated) or None. A scipy.sparse X is densified chunk by chunk."""
+    w: (n,) row weights (validated) or None. rows: the indices of the rows to score (sorted),
+    gathered a chunk at a time, or None for every row. A scipy.sparse X is densified chunk by
+    chunk."""
     with np.errstate(invalid="ignore", over="ignore"):  # measuring one row: a bad X is reported below
         chunk = eval_rows(params, dense(X[:1]), chunk)
+    if rows is None:
+        parts = ((X[s : s + chunk], y[s : s + chunk], None if w is None else w[s : s + chunk], s) for s in range(0, X.shape[0], chunk))
+    else:
+        parts = (
+            (_gather(X, idx), y[idx], None if w is None else w[idx], None)
+            for idx in (rows[s : s + chunk] for s in range(0, len(rows), chunk))
+        )
     return toolz.reduce(
-        _merge,
-        (
-            _scan_chunk(params, dense(X[s : s + chunk]), y[s : s + chunk], None if w is None else w[s : s + chunk], s if screen else None)
-            for s in range(0, X.shape[0], chunk)
-        ),
+        _merge, (_scan_chunk(params, dense(Xc), yc, wc, first if screen else None) for Xc, yc, wc, first in parts)
     )
 
 
