@@ -13,6 +13,7 @@ one's and never deletes or writes into a live one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -36,6 +37,41 @@ class FolderInUse(UserError):
     """A folder another live process holds the lock of (`folder_lock`); the message says which."""
 
 
+class DiskFull(UserError, OSError):
+    """No space (or quota) left while writing a file; the message names the file and the fix."""
+
+
+class NotAFolder(UserError, OSError):
+    """A path whose parent, or one of its parents, is a regular file; the message says which."""
+
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def file_above(path: str | os.PathLike) -> Path | None:
+    """The first of `path`'s parent folders, from the outermost, that exists and is not a
+    folder (a regular file, say); None when there is none."""
+    return next((above for above in reversed(Path(path).parents) if above.exists() and not above.is_dir()), None)
+
+
+def make_parents(path: str | os.PathLike) -> list[Path]:
+    """Create the missing folders above `path`; return those created, innermost first.
+
+    NotAFolder, naming the component, when one of them is a file (mkdir's own errors would say
+    only "[Errno 17] File exists" or "[Errno 20] Not a directory").
+    """
+    path = Path(path)
+    blocker = file_above(path)
+    if blocker is not None:
+        raise NotAFolder(
+            f"cannot write {path}: {blocker} is a file, not a folder; choose a path that does not go "
+            f"through a file (another --out), or move {blocker} away"
+        )
+    created = [p for p in path.parents if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return created
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` atomically.
@@ -57,8 +93,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in _DISK_FULL:
+            raise DiskFull(
+                f"cannot write {path}: no space left on its disk ({error.strerror}); free some space there, "
+                f"or write somewhere else (another --out)"
+            ) from None
         raise
     _fsync_directory(parent)
 
@@ -148,8 +189,7 @@ def staged_folder(final: str | os.PathLike, keep_interrupted: bool = False) -> I
     final = Path(final)
     if final.exists() and (not final.is_dir() or any(final.iterdir())):
         raise FileExistsError(f"output folder {final} already exists and is not empty; pass a new --out or remove it")
-    created = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
-    final.parent.mkdir(parents=True, exist_ok=True)
+    created = make_parents(final)
     # made under a name no one looks for, locked, then renamed: a `.partial-` folder is never
     # seen unlocked while its process lives
     starting = Path(tempfile.mkdtemp(prefix=f".{final.name}.starting-", dir=final.parent))

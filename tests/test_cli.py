@@ -629,3 +629,81 @@ def test_train_prints_a_line_per_epoch_and_which_parameters_it_kept(tmp_path, ca
     best = history.loc[history.dev_acc.idxmax()]
     assert f"kept the parameters of step {int(best.step)} (epoch {int(best.epoch)}): best dev accuracy {best.dev_acc:.4f}" in lines
     assert lines.index(next(line for line in lines if line.startswith("kept"))) < lines.index(next(line for line in lines if line.startswith("completed")))
+
+
+# ---------------------------------------------------------------- messages that name the flag and the fix
+
+
+def test_a_negative_seed_says_seeds_are_at_least_0(capsys, tmp_path):
+    for command in (["train", "--out", str(tmp_path / "run")], ["gradcheck"]):
+        status, _, err = run(capsys, *command, "--seed", "-1")
+        assert_one_line_error(status, err)
+        assert "--seed" in err and ">= 0" in err and "--dev" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_out_under_a_regular_file_names_the_file(run_dir, tmp_path, capsys):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder\n")
+    model = run_dir[0] / "model.npz"
+    for argv in (["train", *TINY, "--out", str(blocker / "run")],
+                 ["train", *TINY, "--out", str(blocker / "deeper" / "run")],
+                 ["predict", "--model", str(model), "--data", "sample", "--out", str(blocker / "s.csv")]):
+        status, _, err = run(capsys, *argv)
+        assert_one_line_error(status, err)
+        assert f"{blocker} is a file, not a folder" in err and "Errno" not in err, err
+    assert blocker.read_text() == "a file, not a folder\n" and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_a_full_disk_names_the_file_being_written_and_the_fix(run_dir, tmp_path, capsys, monkeypatch):
+    import errno
+
+    def half_then_full(self, path, *args, **kwargs):  # a disk that fills up midway through the file
+        Path(path).write_text("ImageId,Label\n1,")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_full)
+    out = tmp_path / "s.csv"
+    status, _, err = run(capsys, "predict", "--model", str(run_dir[0] / "model.npz"), "--data", "sample", "--out", str(out))
+    assert_one_line_error(status, err)
+    assert f"cannot write {out}: no space left" in err and "free some space" in err and "--out" in err, err
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
+
+
+def test_atomic_path_turns_a_real_enospc_into_one_line_naming_the_target(tmp_path):
+    from fnn.files import DiskFull, atomic_path
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    target = tmp_path / "model.npz"
+    with pytest.raises(DiskFull, match=f"cannot write {re.escape(str(target))}: no space left on its disk") as caught:
+        with atomic_path(target) as tmp, open("/dev/full", "wb", buffering=0) as full:
+            tmp.write_bytes(b"partial")
+            full.write(b"x")  # ENOSPC, as a full disk answers
+    assert isinstance(caught.value, OSError) and list(tmp_path.iterdir()) == []
+
+
+def test_a_constant_label_column_under_label_last_names_the_layout(run_dir, tmp_path, capsys):
+    """A headerless label-first file read with --layout label-last: pixel783 (0 on every row) is
+    taken as the label. Training refuses it; evaluate and predict warn, naming the layout."""
+    rows = np.zeros((40, 785), np.int64)
+    rows[:, 0] = np.arange(40) % 10  # the real label, first
+    rows[:, 1:-1] = np.random.default_rng(0).integers(0, 256, (40, 783))
+    path = tmp_path / "label_first.csv"
+    np.savetxt(path, rows, fmt="%d", delimiter=",")
+    status, _, err = run(capsys, "train", *TINY, "--data", str(path), "--layout", "label-last", "--out", str(tmp_path / "run"))
+    assert_one_line_error(status, err)
+    assert "every row has label 0 as --layout label-last reads it" in err and "leave --layout out" in err, err
+    model = str(run_dir[0] / "model.npz")
+    for argv in (["evaluate", "--model", model, "--out", str(tmp_path / "ev")], ["predict", "--model", model, "--out", str(tmp_path / "s.csv")]):
+        status, _, err = run(capsys, *argv, "--data", str(path), "--layout", "label-last")
+        warnings = [line for line in err.splitlines() if line.startswith("fnn: warning:")]
+        assert status == 0 and len(warnings) == 1 and "--layout label-last" in warnings[0], err
+    status, _, err = run(capsys, "evaluate", "--model", model, "--data", str(path), "--layout", "label-last",
+                         "--out", str(tmp_path / "ev2"))
+    assert status == 0
+    varied = rows.copy()
+    varied[:, -1] = np.arange(40) % 10  # a real label-last file: no warning
+    np.savetxt(path, varied, fmt="%d", delimiter=",")
+    status, _, err = run(capsys, "evaluate", "--model", model, "--data", str(path), "--layout", "label-last", "--out", str(tmp_path / "ev3"))
+    assert status == 0 and "warning" not in err, err

@@ -661,3 +661,24 @@ def test_the_command_line_loads_matplotlib_only_to_draw():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("rows", [3, 40])  # under and over MAX_LINE_BYTES when read as one line
+def test_cr_only_line_endings_are_named_with_the_fix(tmp_path, rows):
+    pixels = np.random.default_rng(0).integers(0, 256, (rows, 784))
+    path = tmp_path / "mac.csv"
+    path.write_bytes(kaggle_text(pixels, np.arange(rows) % 10).replace("\n", "\r").encode())
+    with pytest.raises(DataError, match=r"mac.csv: its lines end in a lone carriage return .*convert the line endings to \\n"):
+        load_dataset(path)
+    path.write_bytes(path.read_bytes().replace(b"\r", b"\n"))  # the fix the message gives
+    assert np.array_equal(load_dataset(path).y, np.arange(rows) % 10)
+
+
+@pytest.mark.parametrize("name", ["TRAIN.CSV", "Train.Csv", "train.CSV.GZ"])
+def test_the_csv_extension_is_read_in_any_case(tmp_path, name):
+    pixels = np.random.default_rng(1).integers(0, 256, (5, 784))
+    text = kaggle_text(pixels, np.arange(5)).encode()
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text) if name.lower().endswith(".gz") else text)
+    data = load_dataset(path)
+    assert np.array_equal(data.y, np.arange(5)) and np.array_equal(data.X, (pixels / 255).astype(np.float32))

@@ -24,6 +24,7 @@ import traceback
 from fnn.allocator import keep_freed_memory
 from fnn.cli import evaluate, flags, gradcheck, predict, serve, train, tune
 from fnn.errors import DataError, ModelFileError, TrainingDiverged, UserError
+from fnn.files import DiskFull, NotAFolder
 from fnn.version import __version__
 
 COMMANDS = (train, tune, evaluate, predict, gradcheck, serve)
@@ -47,7 +48,7 @@ def build_parser() -> flags.Parser:
 
 def _hint(error: BaseException, command: str) -> str | None:
     """What to do about an error a user can cause, by its type; None when the message says it."""
-    if isinstance(error, (ModelFileError, FileExistsError, flags.FlagError)):
+    if isinstance(error, (ModelFileError, FileExistsError, flags.FlagError, DiskFull, NotAFolder)):
         return None  # their messages end with the fix
     if isinstance(error, DataError):
         return f"check --data, and --layout for a CSV (see 'fnn {command} --help')"

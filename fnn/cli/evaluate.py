@@ -71,6 +71,9 @@ def _labelled_source(args, meta: dict):
     dataset = sources.rows_to_score(args.data, args.layout, runs.download_progress(args.progress))
     if dataset.y is None:
         raise DataError(f"{dataset.source} has no labels; evaluate needs labelled rows (use fnn predict for unlabelled ones)")
+    note = sources.constant_label_note(dataset, args.layout)
+    if note:
+        print(f"fnn: warning: {note}", file=sys.stderr)
     return dataset
 
 

@@ -57,6 +57,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed(text: str) -> int:
+    """A seed: numpy's generators take whole numbers >= 0 only."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers >= 0 (numpy takes no negative seed), got {value}")
+    return value
+
+
 def nonnegative_float(text: str) -> float:
     try:
         value = float(text)
@@ -205,7 +216,7 @@ def data_flags() -> argparse.ArgumentParser:
         help="test split, as --dev; MNIST, Fashion-MNIST and IDX folders keep their "
         "official test set instead and ignore this",
     )
-    flags.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split and the training")
+    flags.add_argument("--seed", type=seed, default=DEFAULTS.seed, help="seed of the split and the training")
     return flags
 
 

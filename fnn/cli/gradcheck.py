@@ -29,7 +29,7 @@ def add_parser(commands, common) -> None:
     )
     parser.add_argument("--batch", type=flags.positive_int, default=8, help="rows in the random batch")
     parser.add_argument("--l2", type=flags.nonnegative_float, default=0.1, help="L2 strength")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random network and batch")
+    parser.add_argument("--seed", type=flags.seed, default=0, help="seed of the random network and batch")
     flags.add_architecture_flags(parser, "relu", 0.0)
     parser.set_defaults(run=run)
 

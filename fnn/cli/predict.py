@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from pathlib import Path
 
 import attrs
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fnn.cli import flags, runs, sources
+from fnn.files import file_above, make_parents
 from fnn.images import load_digit_image
 from fnn.io import load_model
 
@@ -44,7 +46,7 @@ def add_parser(commands, common) -> None:
 
 def _write_submission(path: Path, predicted: np.ndarray) -> None:
     """Kaggle's Digit Recognizer format: header ImageId,Label; ImageId counts from 1."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parents(path)
     runs.write_csv(path, pd.DataFrame({"ImageId": np.arange(1, len(predicted) + 1), "Label": predicted}))
 
 
@@ -68,6 +70,9 @@ def _check_out(out: Path, inputs: list[Path], force: bool) -> None:
     except FileNotFoundError:
         return
     except OSError as error:
+        blocker = file_above(out)
+        if blocker is not None:
+            raise flags.FlagError(f"--out {out}: {blocker} is a file, not a folder; choose another --out") from None
         raise flags.FlagError(f"--out {out}: cannot use it ({error.strerror}); choose another --out") from None
     if stat.S_ISDIR(mode):
         raise flags.FlagError(f"--out {out} is a folder; name a file in it, e.g. --out {out / 'submission.csv'}")
@@ -98,6 +103,9 @@ def run(args) -> int:
     else:
         dataset = sources.rows_to_score(args.data[0], args.layout, runs.download_progress(args.progress))
         sources.check_model_fits(args.model, params, attrs.evolve(dataset, y=None))
+        note = sources.constant_label_note(dataset, args.layout)
+        if note:  # the "label" may be a pixel, and every pixel after it one column off
+            print(f"fnn: warning: {note}", file=sys.stderr)
         X = dataset.X
     proba = sources.finite_probabilities(args.model, params, X)
     predicted = proba.argmax(axis=1)

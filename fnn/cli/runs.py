@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from fnn.augment import describe
 from fnn.checkpoint import save_checkpoint
+from fnn.cli import sources
 from fnn.cli.flags import FlagError
 from fnn.config import TrainConfig
 from fnn.conv import conv_stack_shape, square_image
@@ -82,7 +83,11 @@ def load_splits(source: str, layout: str, seed: int, dev, test, progress: bool |
         raise DataError(f"{data.source} has no labels (a Kaggle test.csv?); training needs a labelled train.csv")
     labels = np.unique(data.y)
     if len(labels) < 2:
-        raise DataError(f"{data.source}: every row has label {labels[0]}: a classifier needs rows of at least two classes")
+        note = sources.constant_label_note(data, layout)
+        raise DataError(
+            f"{note}; a classifier needs rows of at least two classes" if note else
+            f"{data.source}: every row has label {labels[0]}: a classifier needs rows of at least two classes"
+        )
     official = load_test_set(source, progress=downloads)
     try:
         return split(

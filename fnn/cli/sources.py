@@ -25,6 +25,19 @@ def rows_to_score(source: str, layout: str, progress) -> Dataset:
     return load_test_set(source, progress=progress) or load_dataset(source, layout=layout, progress=progress)
 
 
+def constant_label_note(dataset: Dataset, layout: str) -> str | None:
+    """What to say when --layout label-last read the same label on every row: most likely the
+    file is not label-last (a headerless label-first file gives pixel783, all 0, as the label).
+    None when the labels vary, or the layout is Kaggle's (whose header names the label column)."""
+    if layout != "label-last" or dataset.y is None or len(dataset.y) < 2 or (dataset.y != dataset.y[0]).any():
+        return None
+    return (
+        f"{dataset.source}: every row has label {int(dataset.y[0])} as --layout label-last reads it (the last "
+        f"column); if the label is the file's first column, put Kaggle's header line 'label,pixel0,...,pixel783' "
+        f"on top and leave --layout out"
+    )
+
+
 def check_model_fits(model_path: Path, params, dataset: Dataset) -> None:
     """ModelFileError unless the model takes the rows' width (and, for labelled rows, has as
     many classes as the data)."""

@@ -43,8 +43,13 @@ BLOCK_BYTES = 1 << 22  # lines are checked, then parsed, about 4 MiB of text at 
 
 
 def is_csv(path: Path) -> bool:
-    """Whether `path`'s name ends in `.csv` or `.csv.gz` (how a CSV source is recognised)."""
-    return path.name.endswith((".csv", ".csv.gz"))
+    """Whether `path`'s name ends in `.csv` or `.csv.gz`, in any case (`TRAIN.CSV` too): how a
+    CSV source is recognised."""
+    return path.name.lower().endswith((".csv", ".csv.gz"))
+
+
+def _gzipped(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
 
 
 def read_csv(path: str | os.PathLike, *, layout: str = "kaggle") -> Dataset:
@@ -71,6 +76,8 @@ def read_csv(path: str | os.PathLike, *, layout: str = "kaggle") -> Dataset:
                 f"{path}: line 1 is blank; expected the header 'label,pixel0,...,pixel783' (or, "
                 f"with layout='label-last', {N_PIXELS + 1} values)"
             )
+        if _cr_only(first):
+            raise _cr_only_error(path)
         if len(first) > MAX_LINE_BYTES:
             raise DataError(
                 f"{path}: line 1 is longer than {MAX_LINE_BYTES:,} bytes; expected the header "
@@ -109,7 +116,7 @@ def _check_regular_file(path: Path) -> None:
 
 
 def _open_binary(path: Path):
-    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+    return gzip.open(path, "rb") if _gzipped(path) else open(path, "rb")
 
 
 def _read(path: Path, read):
@@ -117,13 +124,29 @@ def _read(path: Path, read):
     try:
         return read()
     except (EOFError, OSError, zlib.error) as error:
-        if path.name.endswith(".gz"):
+        if _gzipped(path):
             raise DataError(f"{path}: gzip data is truncated or corrupt ({error})") from None
         raise DataError(f"{path}: cannot read the file ({error})") from None
 
 
+def _cr_only(line: bytes) -> bool:
+    """Whether a line read up to b"\n" holds a b"\r" that ends no line: the file's lines end in
+    a lone CR (classic Mac OS, some spreadsheet exports), so the whole file reads as one line."""
+    return b"\r" in line.rstrip(b"\r\n")
+
+
+def _cr_only_error(path: Path) -> DataError:
+    return DataError(
+        f"{path}: its lines end in a lone carriage return (CR, \\r), which fnn does not read as a line end; "
+        f"convert the line endings to \\n (e.g. tr '\\r' '\\n' < {path.name} > fixed.csv) and read that"
+    )
+
+
 def _long_line(path: Path, line: int, start: bytes, n_columns: int) -> DataError:
-    """The error for a line longer than `MAX_LINE_BYTES` that begins with `start`."""
+    """The error for a line longer than `MAX_LINE_BYTES` that begins with `start` (or for lines
+    that end in a lone CR, which make one long line)."""
+    if _cr_only(start[:MAX_LINE_BYTES]):
+        return _cr_only_error(path)
     fields = start[:MAX_LINE_BYTES].count(b",") + 1
     if fields > n_columns:
         found = f"has more than {fields - 1:,} fields in its first {MAX_LINE_BYTES:,} bytes"
