@@ -215,11 +215,11 @@ def limit_blas_threads(threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # discards a Ctrl-C that came during start-up
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # see _Worker
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # see Worker
     threadpool_limits(limits=threads, user_api="blas")
 
 
-class _Worker(multiprocessing.context.SpawnProcess):
+class Worker(multiprocessing.context.SpawnProcess):
     """A spawned worker born with SIGINT blocked, so a Ctrl-C that reaches it while it is still
     starting (importing numpy and fnn, before `limit_blas_threads` runs) waits instead of raising
     KeyboardInterrupt with a traceback. The mask is the spawning thread's, and only while it
@@ -234,7 +234,7 @@ class _Worker(multiprocessing.context.SpawnProcess):
 
 
 class _WorkerContext(multiprocessing.context.SpawnContext):
-    Process = _Worker
+    Process = Worker
 
 
 def worker_pool(workers: int, blas_threads: int = 1) -> ProcessPoolExecutor:
@@ -243,7 +243,7 @@ def worker_pool(workers: int, blas_threads: int = 1) -> ProcessPoolExecutor:
     N processes that each start the BLAS's own thread pool fight over the cores: on a 2-core
     machine 2 workers with 2 OpenBLAS threads each ran a grid no faster than 1 process. The
     workers are spawned, not forked (a forked BLAS thread pool can deadlock), born deaf to
-    Ctrl-C (`_Worker`), and `limit_blas_threads` runs in each before its first task. One worker is a pool too: the
+    Ctrl-C (`Worker`), and `limit_blas_threads` runs in each before its first task. One worker is a pool too: the
     BLAS's thread count changes the order of its sums, so with the same `blas_threads` every
     grid point runs the same way and the table does not depend on `workers`.
     """

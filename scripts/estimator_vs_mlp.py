@@ -1,6 +1,6 @@
 """FNNClassifier vs scikit-learn's MLPClassifier on Fashion-MNIST, each written as its users write it.
 
-    python scripts/estimator_vs_mlp.py                    # 60,000 rows, 20 epochs, 3 pairs (~15 min)
+    python scripts/estimator_vs_mlp.py                    # 60,000 rows, 20 epochs, 3 pairs (4-5 min at 1 thread)
     python scripts/estimator_vs_mlp.py --quick            # 2 epochs on 10,000 rows
     python scripts/estimator_vs_mlp.py --pairs 5 --out estimator_vs_mlp.md
     python scripts/estimator_vs_mlp.py --data sample --rows 500 --epochs 1 --pairs 1   # a smoke test

@@ -707,3 +707,61 @@ def test_a_constant_label_column_under_label_last_names_the_layout(run_dir, tmp_
     np.savetxt(path, varied, fmt="%d", delimiter=",")
     status, _, err = run(capsys, "evaluate", "--model", model, "--data", str(path), "--layout", "label-last", "--out", str(tmp_path / "ev3"))
     assert status == 0 and "warning" not in err, err
+
+
+# ---------------------------------------------------------------- signals while starting and while stopping
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler for `signum` (the SigCgt mask of /proc/PID/status)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_sigterm_while_the_commands_import_is_one_line_and_143(tmp_path):
+    """fnn.cli imports only the standard library, so `main` takes SIGTERM before numpy, pandas
+    and matplotlib load; a SIGTERM as soon as it does lands in those imports."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fnn", "train", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _catches(process.pid, signal.SIGTERM) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    assert err.strip().splitlines() == ["fnn: terminated (SIGTERM) while starting; nothing was written"], err
+    assert out == "" and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_during_cleanup_does_not_cut_it_short(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fnn", "train", "--epochs", "200", "--hidden", "16", "--eval-every", "5",
+         "--no-progress", "--threads", "1", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".run.partial-*/checkpoint.npz")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.05)  # as systemd or a second `kill` might, while the checkpoint is written
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    assert len(err.strip().splitlines()) == 1 and f"fnn train --resume {out}" in err, err
+    assert (out / "checkpoint.npz").is_file() and not list(tmp_path.glob(".run.*"))
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left half-written

@@ -475,3 +475,47 @@ def test_tune_scheduler_at_a_silent_port_ends_within_10_seconds_from_the_shell(t
         seconds = time.monotonic() - started
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "within 5 s" in done.stderr and seconds < 10, (seconds, done.stderr)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_to_tunes_process_group_ends_tune_and_its_workers_within_5_seconds(tmp_path):
+    """What `timeout` and systemd do: SIGTERM to the parent and its 2 workers at once."""
+    import os
+    import signal
+    from pathlib import Path
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fnn", "tune", "--epochs", "50", "--hiddens", "32", "64", "--l2s", "0,1",
+         "--workers", "2", "--no-progress", "--out", str(tmp_path / "tune")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
+    )
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    try:
+        deadline = time.monotonic() + 60
+        while "on 2 workers" not in (process.stdout.readline() or "on 2 workers") and time.monotonic() < deadline:
+            pass  # the data line: the pool is up and runs are submitted
+        while len(children.read_text().split()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the resource tracker and both workers
+        time.sleep(0.5)  # the workers are training
+        os.killpg(process.pid, signal.SIGTERM)
+        started = time.monotonic()
+        out, err = process.communicate(timeout=30)
+        seconds = time.monotonic() - started
+    finally:
+        process.kill()
+    assert process.returncode == 143 and seconds < 5, (process.returncode, seconds, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    time.sleep(0.2)
+    live = [pid for pid in os.listdir("/proc") if pid.isdigit() and _session_of(pid) == process.pid]
+    assert live == [], live  # exited children not reaped by this container's init are zombies, not counted
+    assert not (tmp_path / "tune").exists()
+
+
+def _session_of(pid: str) -> int | None:
+    """The session id of a live (not zombie) process, None for a zombie or one gone."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[3])

@@ -1,16 +1,13 @@
-"""The `fnn` command: train, tune, evaluate, predict, gradcheck and serve from a shell.
-
-This is one of fnn's two edges (with scripts/): flags, prints, progress bars, clocks and files
-live here, one module per command (`fnn/cli/<command>.py`, each with its `add_parser` and its
-`run`); everything they compute comes from the library.
+"""The `fnn` command's body: the parser, the commands, and how a run ends (see `fnn.cli`).
 
 A failure the user can act on — a bad flag (`FlagError`), a data file (`DataError`), a model
 file (`ModelFileError`), a diverging run, a file system problem (`OSError`) — ends with ONE line
 on stderr, `fnn: error: <what was wrong>; <what to do>`, and exit status 2; the traceback only
-with `--debug`. Any other exception is a bug in fnn and shows its traceback. Ctrl-C exits 130;
-a closed output pipe (`fnn evaluate ... | head`) ends quietly with 141, as a shell's own
-commands do. Output folders are built under a temporary name and renamed into place at the
-end, so a failed or interrupted command leaves nothing.
+with `--debug`. Any other exception is a bug in fnn and shows its traceback. Ctrl-C exits 130
+and SIGTERM 143, each after one line; a second signal while the first one's cleanup runs is
+ignored, so the cleanup finishes. A closed output pipe (`fnn evaluate ... | head`) ends quietly
+with 141, as a shell's own commands do. Output folders are built under a temporary name and
+renamed into place at the end, so a failed or interrupted command leaves nothing.
 """
 
 from __future__ import annotations
@@ -79,18 +76,30 @@ class Terminated(KeyboardInterrupt):
     signum = signal.SIGTERM
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM handled like Ctrl-C for the command's whole run (main thread only)."""
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+def _signals_as_interrupt():
+    """For the command's run (main thread only): the first SIGINT raises KeyboardInterrupt and
+    the first SIGTERM `Terminated`, where the program is; any signal after that is ignored
+    while the first one unwinds, so the cleanup it starts (a staging folder removed, a
+    checkpoint written, workers stopped) is never cut short — a second Ctrl-C, or `timeout`'s
+    SIGTERM reaching a process that is already stopping, changes nothing."""
+    received: list[int] = []
+
+    def stop(signum, frame):
+        if received:
+            return
+        received.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _quiet_broken_pipe() -> int:
@@ -121,8 +130,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fnn: error: --threads {args.threads} is more than this machine's {cores} cores; "
               f"pass at most {cores}", file=sys.stderr)
         return 2
+    with _signals_as_interrupt():  # until the last line is printed: a second signal cuts nothing short
+        return _run(args)
+
+
+def _run(args) -> int:
+    """args.run(args), and the one line and exit status for each way it can end (see `main`)."""
     try:
-        with _sigterm_as_interrupt(), _blas_threads(args.threads):
+        with _blas_threads(args.threads):
             status = args.run(args)
             sys.stdout.flush()  # a closed pipe shows here, inside the handler below
             return status

@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import multiprocessing
 import os
 import sys
+import time
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -178,11 +180,11 @@ def _handshake(address: str) -> str | None:
 
     try:
         asyncio.run(asyncio.wait_for(exchange(), CONNECT_TIMEOUT_S))
-    except TimeoutError:  # accepted, then silence (a bare socket, an HTTP server waiting for a request)
-        return f"nothing there answered as a Dask scheduler within {CONNECT_TIMEOUT_S} s"
     except Exception as error:  # noqa: BLE001 - see the docstring
         text = _first_line(error)
-        if text.startswith("Timed out"):  # refused or unreachable until the deadline
+        # TimeoutError: refused or unreachable until the deadline, or accepted and then silence
+        # (a bare socket, an HTTP server waiting for a request)
+        if isinstance(error, TimeoutError) or text.startswith("Timed out"):
             return f"no Dask scheduler answered within {CONNECT_TIMEOUT_S} s"
         if "ssl_context" in text or "TLS" in text:
             return (
@@ -219,6 +221,9 @@ def _executor(args):
         pool = tune.worker_pool(args.workers)
         try:
             yield pool, count(args.workers, "worker")
+        except BaseException:
+            _stop_workers()  # their runs are discarded: do not wait for them to finish
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return
@@ -230,6 +235,22 @@ def _executor(args):
     finally:
         executor.shutdown(wait=False)  # cancels what is still pending on the cluster
         client.close()
+
+
+def _stop_workers(grace_s: float = 2.0) -> None:
+    """End this process's tune workers now (after Ctrl-C, SIGTERM or an error), so that closing
+    the pool never waits for a run in progress: SIGTERM to each, then SIGKILL to any still
+    alive after `grace_s`; all are reaped. A worker already gone (SIGTERM to the whole process
+    group reached it too) is only reaped."""
+    workers = [child for child in multiprocessing.active_children() if isinstance(child, tune.Worker)]
+    for worker in workers:
+        worker.terminate()
+    deadline = time.monotonic() + grace_s
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
 
 
 class ScatteredData(Executor):
