@@ -21,6 +21,7 @@ from fnn.optim import Optimizer, adam, constant, cosine, gd, sgd, step_decay
 from fnn.conv import square_image
 from fnn.params import init
 from fnn.training import steps_per_epoch
+from fnn.tree import tree_map
 
 OPTIMIZERS = ("gd", "sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
@@ -85,9 +86,11 @@ class TrainConfig:
 
 def build_network(rng: np.random.Generator, config: TrainConfig, n_in: int, classes: int, dtype=np.float32):
     """`fnn.init` of the network `config` describes, for rows of n_in values and `classes`
-    outputs, its parameters in `dtype`."""
+    outputs, its parameters in `dtype`: drawn in float32 and cast, so runs of one seed in
+    float32 and in float64 start from the same network."""
     conv = dict(conv=config.conv, kernel=config.kernel, image_shape=square_image(n_in)) if config.conv else {}
-    return init(rng, (n_in, *config.hidden, classes), config.activation, config.dropout, dtype, **conv)
+    params = init(rng, (n_in, *config.hidden, classes), config.activation, config.dropout, np.float32, **conv)
+    return params if np.dtype(dtype) == np.float32 else tree_map(lambda a: a.astype(dtype), params)
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> Optimizer:

@@ -36,6 +36,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
@@ -56,6 +57,13 @@ AUTO_LR = {"gd": DEFAULTS.lr, "sgd": DEFAULTS.lr, "adam": 3e-3}
 # X arrives as float32 or float64 and stays so (the network then computes in that dtype);
 # anything else (ints, objects holding numbers) becomes float32, fnn's default.
 _X_DTYPES = (np.float32, np.float64)
+
+
+def _no_validation_split(estimator) -> bool:
+    """partial_fit's condition: it trains on every row, so it has no validation split to hold out."""
+    if estimator.validation_fraction is not None:
+        raise AttributeError("partial_fit does not support a validation split: set validation_fraction=None")
+    return True
 
 
 class FNNClassifier(ClassifierMixin, BaseEstimator):
@@ -107,8 +115,9 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
     coefs_, intercepts_: the weight matrices W (n_in, n_out) and biases b of the network's Dense
         layers, in order (arrays of params_; for a CNN, the dense layers after the
         convolutional blocks only: the kernels are in params_).
-    n_iter_: epochs trained, counted across warm starts and partial_fit calls; t_: training
-        rows seen, likewise. loss_curve_: the training loss at the end of each of those epochs
+    n_iter_: epochs the last fit or partial_fit call trained; t_: training rows seen across
+        warm starts and partial_fit calls. loss_curve_: the training loss at the end of each epoch
+        of all of them, likewise
         (mean cross-entropy without the l2 term, on up to 10,000 training rows: history_'s
         train_loss); loss_: its last value; best_loss_: its least, None with a validation split.
     validation_scores_: the validation accuracy at the end of each epoch (None without a
@@ -181,11 +190,13 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
+    @available_if(_no_validation_split)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y) at the constant learning rate lr, continuing the params and the
         optimizer state (moments, update count) of the earlier fit or partial_fit; returns
         self. classes: every label y will ever hold, required on the first call (not for a
-        multilabel y). No validation split: every row trains."""
+        multilabel y). Every row trains: with validation_fraction set, the estimator has no
+        partial_fit (hasattr is False, a call raises AttributeError saying why)."""
         if not hasattr(self, "params_") and classes is None and np.ndim(y) == 1:
             raise ValueError("classes must be passed on the first call to partial_fit (every label y may hold)")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
@@ -227,12 +238,17 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         if fresh:
             self._set_classes(y, classes)
+        elif not incremental and self.out_activation_ == "softmax" and not np.array_equal(np.unique(y), self.classes_):
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in the previous call to fit. "
+                f"Previously got {self.classes_}, `y` has {np.unique(y)}"
+            )
         target = self._targets(y, classes)
         w = None if sample_weight is None else _check_sample_weight(sample_weight, X, dtype=X.dtype)
         config = self._config(_seed(self.random_state) if fresh else self.config_.seed)
         if incremental:  # one epoch at a constant rate, its shuffle seeded by the epochs so far
             config = attrs.evolve(config, epochs=1, schedule="constant")
-            rng = np.random.default_rng((config.seed, self.n_iter_ if not fresh else 0))
+            rng = np.random.default_rng((config.seed, 0 if fresh else self.t_))
         else:
             rng = np.random.default_rng(config.seed)
         train_set, dev_set = _with_weights(X, target, w), None
@@ -297,14 +313,14 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
         scores = [float(v) for v in ends["dev_acc"]] if result.history["dev_acc"].notna().any() else None
         epochs = int(result.state.epoch)
         if fresh:
-            self.n_iter_, self.t_, self.loss_curve_, self.validation_scores_ = 0, 0, [], None
+            self.t_, self.loss_curve_, self.validation_scores_ = 0, [], None
         kept = result.best_params
         self.params_, self.config_, self.history_, self.stopped_ = kept, config, history, result.stopped
         self._opt_state = result.state.opt_state  # what partial_fit continues (private: a pickle carries it)
         self.coefs_ = [layer.W for layer in kept.layers if isinstance(layer, Dense)]
         self.intercepts_ = [layer.b for layer in kept.layers if isinstance(layer, Dense)]
         self.n_layers_, self.n_outputs_ = len(self.coefs_) + 1, self.coefs_[-1].shape[1]
-        self.n_iter_ += epochs
+        self.n_iter_ = epochs
         self.t_ += epochs * rows
         self.loss_curve_ = self.loss_curve_ + losses
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else math.nan
@@ -395,11 +411,11 @@ def _with_weights(X, target, w) -> tuple:
 
 def _hold_out(rng: np.random.Generator, X, target, w, fraction, classes) -> tuple:
     """(train set, dev set): `fraction` of each class's rows held out at random (at least one
-    row in all, at least one row of each class left to train on); a multilabel target is split
-    by its rows' label sets."""
+    row in all, at least one row of each class left to train on); a multilabel target is not
+    stratified (as scikit-learn): its rows are one group."""
     if not (isinstance(fraction, numbers.Real) and 0 < fraction < 1):
         raise ValueError(f"validation_fraction must be None or a number in (0, 1), got {fraction!r}")
-    groups = np.unique(target, axis=0, return_inverse=True)[1].reshape(-1) if target.ndim == 2 else target
+    groups = np.zeros(len(target), dtype=np.int64) if target.ndim == 2 else target
     held = np.zeros(len(groups), dtype=bool)
     for label in np.unique(groups):
         rows = rng.permutation(np.flatnonzero(groups == label))

@@ -64,11 +64,6 @@ Ported, in the original's order (adapted: what changed and why):
         even for NaN logits, so "the last score is NaN" becomes "every score is a float"
     test_mlp_sample_weight_with_early_stopping: adapted from MLPRegressor to the classifier
 
-Failing against FNNClassifier (strict xfails, each with its reason, see the constants
-below): test_multilabel_classification_early_stopping, test_warm_start_other_classes,
-test_warm_start_full_iteration, test_mlp_warm_start_no_convergence,
-test_mlp_classifier_dtypes_casting, test_mlp_partial_fit_after_fit.
-
 Excluded:
     test_lbfgs_regression: MLPRegressor (fnn has no regressor) and lbfgs
     test_lbfgs_classification_maxfun, test_lbfgs_regression_maxfun: max_fun is lbfgs's
@@ -144,35 +139,6 @@ MLP_DEFAULTS = dict(
 EARLY_STOPPING = dict(validation_fraction=0.1, patience=10)
 
 
-# Where FNNClassifier differs from MLPClassifier in what a ported test asserts: strict xfails,
-# so that the test reports it the day fnn matches
-MULTILABEL_NOT_STRATIFIED = (
-    "the validation split stratifies a multilabel y by its rows' label sets and refuses a set held "
-    "by 1 row (ValueError: validation_fraction=0.1 of 50 samples holds out no row); MLPClassifier "
-    "does not stratify a multilabel y (should_stratify = is_classifier(self) and self.n_outputs_ == 1)"
-)
-WARM_START_CLASSES = (
-    "a warm start accepts a y whose classes are a subset of classes_ (y_2classes fits without error) "
-    "and refuses one with a new class in partial_fit's words ('y holds 3, not one of classes_ ...: "
-    "pass every label in classes= on the first partial_fit'); MLPClassifier refuses any other set of "
-    "classes: 'warm_start can only be used where `y` has the same classes as in the previous call to "
-    "fit. Previously got [0 1 2], `y` has [0 1]'"
-)
-N_ITER_PER_FIT = (
-    "n_iter_ counts epochs across warm starts (3 + 3 = 6, 10 + 20 = 30); MLPClassifier 1.9.1 counts "
-    "each fit's own: _fit_stochastic sets self.n_iter_ = 0 on every fit and partial_fit, and only t_ "
-    "and loss_curve_ accumulate"
-)
-INIT_DRAWN_IN_DTYPE = (
-    "fnn.init draws the weights in the params' dtype (rng.standard_normal(shape, dtype=dtype)), so a "
-    "float32 and a float64 fit of one random_state start from different networks (3 of 60 predictions "
-    "differ); MLPClassifier draws in float64 and casts. From one float64 draw cast to float32 the two "
-    "fits agree (probabilities within 7e-5 relative)"
-)
-PARTIAL_FIT_AFTER_VALIDATION = (
-    "partial_fit after a fit with validation_fraction trains on every row; MLPClassifier raises "
-    "ValueError('partial_fit does not support early_stopping=True')"
-)
 
 
 def mlp(**params) -> FNNClassifier:
@@ -339,7 +305,6 @@ def test_multilabel_classification():
     assert model.score(X, y) > 0.9
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=MULTILABEL_NOT_STRATIFIED)
 def test_multilabel_classification_early_stopping():
     # (the third part of the original test_multilabel_classification)
     # Make sure early stopping still work now that splitting is stratified by
@@ -567,7 +532,6 @@ Y_OTHER_CLASSES = {
 }
 
 
-@pytest.mark.xfail(strict=True, raises=(pytest.fail.Exception, AssertionError), reason=WARM_START_CLASSES)
 @pytest.mark.parametrize("name", list(Y_OTHER_CLASSES))
 def test_warm_start_other_classes(name):
     # (the loop of the original test_warm_start, one y_i per case)
@@ -582,7 +546,6 @@ def test_warm_start_other_classes(name):
         clf.fit(X, y_i)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=N_ITER_PER_FIT)
 def test_warm_start_full_iteration():
     # Non-regression test for:
     # https://github.com/scikit-learn/scikit-learn/issues/16812
@@ -641,7 +604,6 @@ def test_mlp_early_stopping_string_labels():
     assert np.isfinite(model.validation_scores_).all()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=INIT_DRAWN_IN_DTYPE)
 def test_mlp_classifier_dtypes_casting():
     # Compare predictions for different dtypes
     mlp_64 = mlp(l2=1e-5, hidden=(5, 3), random_state=1, epochs=100)
@@ -732,7 +694,6 @@ def test_mlp_warm_start_with_early_stopping():
     assert len(model.validation_scores_) > n_validation_scores
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=N_ITER_PER_FIT)
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_mlp_warm_start_no_convergence(solver):
     """Check that we stop the number of iteration at `max_iter` when warm starting.
@@ -750,7 +711,6 @@ def test_mlp_warm_start_no_convergence(solver):
     assert model.n_iter_ == 20
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=PARTIAL_FIT_AFTER_VALIDATION)
 def test_mlp_partial_fit_after_fit():
     """Check partial fit does not fail after fit when early_stopping=True.
 
@@ -758,9 +718,12 @@ def test_mlp_partial_fit_after_fit():
     """
     model = mlp(random_state=0, **EARLY_STOPPING).fit(X_iris, y_iris)
 
-    msg = "partial_fit does not support"
-    with pytest.raises(ValueError, match=msg):
+    # fnn: partial_fit is not available with a validation split (scikit-learn's available_if),
+    # where MLPClassifier raises ValueError("partial_fit does not support early_stopping=True")
+    assert not hasattr(model, "partial_fit")
+    with pytest.raises(AttributeError, match="has no attribute 'partial_fit'") as error:
         model.partial_fit(X_iris, y_iris)
+    assert "partial_fit does not support a validation split" in str(error.value.__cause__)
 
 
 def test_mlp_diverging_loss():
@@ -770,7 +733,7 @@ def test_mlp_diverging_loss():
     https://github.com/scikit-learn/scikit-learn/issues/29504
     """
     model = mlp(
-        hidden=100, activation="relu", optimizer="sgd", l2=0.0001, schedule="constant", lr=100,
+        hidden=100, activation="relu", optimizer="sgd", l2=0.0001, schedule="constant", lr=1e30,
         epochs=20, validation_fraction=0.1, patience=10, random_state=0,
     )
     with warnings.catch_warnings():
