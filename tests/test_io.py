@@ -558,13 +558,14 @@ def test_fortran_ordered_and_version_2_npy_members_load(tmp_path, params):
 
 
 def test_a_static_field_that_overflows_the_dtype_is_refused(tmp_path):
-    """LeakyRelu alpha = 1e308 is a finite Python float but inf in float32: NaN probabilities."""
+    """A user layer's static float of 1e308 is a finite Python float but inf in float32: the
+    network would compute NaN probabilities. (LeakyRelu's alpha has its own range, [0, 1).)"""
     import warnings
 
-    net = fnn.Network((fnn.Dense(np.ones((784, 3), np.float32), np.zeros(3, np.float32)), fnn.LeakyRelu(1e308),
+    net = fnn.Network((fnn.Dense(np.ones((784, 3), np.float32), np.zeros(3, np.float32)), Swish(1e308),
                        fnn.Dense(np.ones((3, 10), np.float32), np.zeros(10, np.float32))))
     path = save_model(tmp_path / "m.npz", net, {"class_names": list("0123456789")})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # and no RuntimeWarning on the way
-        with pytest.raises(ModelFileError, match="alpha = 1e\\+308, which is not finite as float32"):
-            load_model(path)
+        with pytest.raises(ModelFileError, match="beta = 1e\\+308, which is not finite as float32"):
+            load_model(path, layers={"Swish": Swish})

@@ -17,6 +17,7 @@ from fnn.augment import SYNTAX as AUGMENT_SYNTAX
 from fnn.augment import Augmentation, parse
 from fnn.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from fnn.data import LAYOUTS
+from fnn.nn import EVAL_BYTES
 from fnn.errors import UserError
 from fnn.layers import ACTIVATIONS
 
@@ -316,7 +317,7 @@ def check_fits_in_memory(hidden, command: str, n_in: int = 784, n_out: int = 10,
     """
     from fnn.conv import conv_stack_shape, square_image  # noqa: PLC0415 - only when a CNN is asked for
 
-    base, eval_bytes, floats = 150 << 20, 64 << 20, 4
+    base, eval_bytes, floats = 150 << 20, EVAL_BYTES, 4
     widths = [*hidden, n_out]
     per_row, params, width = 0, 0, n_in
     if conv:
