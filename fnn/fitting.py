@@ -35,7 +35,7 @@ from fnn.text import count
 from fnn.training import (
     Augment, Batch, StepOutput, TrainState, advance, batches, copy_state, dense, init_state, scan, steps_per_epoch,
 )
-from fnn.tree import global_norm, tree_leaves, tree_map, unravel
+from fnn.tree import global_norm, tree_leaves
 
 if TYPE_CHECKING:  # pandas loads when fit builds its history, not with `import fnn`
     import pandas as pd
@@ -176,10 +176,10 @@ def _is_point(run: _Run, state: TrainState, batch: Batch) -> bool:
 
 
 def _fold_step(run: _Run, m: Monitor, batch: Batch) -> Monitor:
-    """The monitor after one more update. At evaluation points the step donates nothing, so
-    its gradient and update are there for the health columns."""
+    """The monitor after one more update, donating m.state to it; at evaluation points the step
+    also measures its gradient and update for the health columns."""
     point = _is_point(run, m.state, batch)
-    out = advance(m.state, batch, run.optimizer, run.l2, donate=not point, augment=run.augment)
+    out = advance(m.state, batch, run.optimizer, run.l2, donate=True, augment=run.augment, observe=point)
     if not math.isfinite(out.loss):  # the params this step started from are not sane
         return _diverged(run, m, out.loss, m.state.step)
     m = attrs.evolve(m, state=out.state, fresh=False)
@@ -244,8 +244,7 @@ def _row(run: _Run, out: StepOutput) -> dict:
     X, y, w, rows = run.train_eval
     train_scan = scan(params, X, y, run.chunk, w=w, rows=rows)
     dev_scan = scan(params, *run.dev[:2], run.chunk, w=run.dev[2]) if run.dev is not None else None
-    grads, updates = unravel(state.spec, out.grads), unravel(state.spec, out.updates)
-    owners = [j for j, layer in enumerate(params.layers) if tree_leaves(layer)]
+    norms = [global_norm(layer) for layer in params.layers if tree_leaves(layer)]
     return {
         "step": state.step,
         "epoch": state.epoch,
@@ -255,11 +254,8 @@ def _row(run: _Run, out: StepOutput) -> dict:
         "train_acc": train_scan.correct / train_scan.rows,
         "dev_loss": dev_scan.ce_sum / dev_scan.rows if dev_scan is not None else math.nan,
         "dev_acc": dev_scan.correct / dev_scan.rows if dev_scan is not None else math.nan,
-        **{f"grad_norm_{i}": global_norm(grads.layers[j]) for i, j in enumerate(owners, 1)},
-        **{
-            f"update_ratio_{i}": global_norm(updates.layers[j]) / global_norm(params.layers[j])
-            for i, j in enumerate(owners, 1)
-        },
+        **{f"grad_norm_{i}": g for i, g in enumerate(out.grad_norms, 1)},
+        **{f"update_ratio_{i}": u / p for i, (u, p) in enumerate(zip(out.update_norms, norms), 1)},
         **{name: 1.0 - float(alive.mean()) for name, alive in zip(_dead_columns(params), train_scan.alive)},
     }
 
@@ -385,23 +381,31 @@ def fit(
         monitor, patience, clock, augment,
     )
     seed = int(seed_rng.integers(2**63))
-    if resume is not None:  # the same stream, less the batches the resumed state has seen
-        start = _completed_at_the_end(run, attrs.evolve(  # a run checkpointed at its end is complete
-            resume, state=copy_state(resume.good), start=clock() - resume.rows[-1]["seconds"], eval_seconds=0.0,
-            fresh=False, stopped=None, message="",
-        ))
-    else:
-        state0 = init_state(params, optimizer, seed=seed, opt_state=opt_state)
-        start = Monitor(state=state0, good=copy_state(state0), best_params=params, start=clock())
-    stream = batches(stream_rng, X, y, batch_size, epochs, skip=start.state.step, w=w)
+    # the stream less the batches a resumed state has seen; the first monitor is built in the
+    # call, not named here, so the fold alone holds it (its state copy is freed at the first row)
+    stream = batches(stream_rng, X, y, batch_size, epochs, skip=resume.good.step if resume else 0, w=w)
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported instead
-        monitors = toolz.accumulate(functools.partial(_fold_step, run), stream, start)
+        monitors = toolz.accumulate(
+            functools.partial(_fold_step, run), stream, _first_monitor(run, params, seed, opt_state, resume, clock)
+        )
         final = toolz.first(m for m in map(functools.partial(_report, callback, checkpoint), monitors) if m.stopped)
     import pandas as pd  # here, not at the top: `import fnn` loads numpy, attrs and toolz only
 
     history = pd.DataFrame(list(final.rows), columns=history_columns(params))
     best_params = final.best_params if final.rows else final.good.params
     return FitResult(final.good, best_params, history, final.stopped, final.message)
+
+
+def _first_monitor(run: _Run, params: MLP, seed: int, opt_state, resume: Monitor | None, clock) -> Monitor:
+    """The fold's first accumulator: a fresh state of `params`, or `resume`'s last good state
+    (completed at once if it was checkpointed at the run's end)."""
+    if resume is not None:
+        return _completed_at_the_end(run, attrs.evolve(
+            resume, state=copy_state(resume.good), start=clock() - resume.rows[-1]["seconds"], eval_seconds=0.0,
+            fresh=False, stopped=None, message="",
+        ))
+    state0 = init_state(params, run.optimizer, seed=seed, opt_state=opt_state)
+    return Monitor(state=state0, good=copy_state(state0), best_params=params, start=clock())
 
 
 def _report(callback, checkpoint, m: Monitor) -> Monitor:

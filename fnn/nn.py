@@ -254,18 +254,21 @@ def forward_pass(params: MLP, X: np.ndarray, rng: np.random.Generator | None = N
     return outputs, caches
 
 
-EVAL_BYTES = 8 << 20  # what one chunk of an evaluation may hold: every output and cache of its pass
+EVAL_BYTES = 2 << 20  # what one chunk of an evaluation may hold: every output and cache of its pass
+EVAL_MIN_ROWS = 32  # but never fewer rows a chunk: a wide CNN's pass then holds more, as its training batches do
 
 
 def eval_rows(params: MLP, X: np.ndarray, limit: int = 8192) -> int:
     """Rows per chunk of an evaluation pass over X: (n, n_0), so that one chunk's outputs and
     caches (`forward_pass` keeps them all), each array counted once, fit in EVAL_BYTES; at most
-    `limit`, at least 1. Measured on X's first row: 5.2 KB a row for 784-256-10 (1,605 rows a
-    chunk), 440 KB for a 32-64 CNN (19 rows a chunk: its im2col columns)."""
+    `limit`, at least EVAL_MIN_ROWS (or `limit` if smaller). Measured on X's first row: 5.2 KB
+    a row for 784-256-10 (401 rows, a few times a 128-row batch's activations: evaluation
+    never dwarfs training), 440 KB for a 32-64 CNN (32 rows, 14 MB: a training batch of 128
+    holds four times that)."""
     outputs, caches = forward_pass(params, X[:1])
     arrays = {id(leaf): leaf for leaf in tree_leaves((outputs, caches)) if isinstance(leaf, np.ndarray)}
     per_row = sum(leaf.nbytes for leaf in arrays.values())
-    return max(1, min(limit, EVAL_BYTES // max(per_row, 1)))
+    return max(min(limit, EVAL_MIN_ROWS), min(limit, EVAL_BYTES // max(per_row, 1)))
 
 
 def forward(params: MLP, X: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:

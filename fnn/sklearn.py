@@ -292,7 +292,8 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
                 f"y holds {y[unknown][0]!r}, not one of classes_ {self.classes_!r}: pass every label in "
                 "classes= on the first partial_fit"
             )
-        return np.searchsorted(self.classes_, y).astype(np.int64)
+        codes = np.searchsorted(self.classes_, y)
+        return codes if codes.dtype == np.int64 else codes.astype(np.int64)
 
     def _printer(self):
         """verbose: a callback printing each history row (None when quiet)."""

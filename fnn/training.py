@@ -54,7 +54,7 @@ from fnn.nn import (
 )
 from fnn.optim import Optimizer, apply_updates
 from fnn.params import MLP
-from fnn.tree import RavelSpec, ravel, ravel_spec, tree_map, unravel
+from fnn.tree import RavelSpec, global_norm, ravel, ravel_spec, tree_leaves, tree_map, unravel
 
 # An augmentation: (rng, X: (m, n_0)) -> X' of the same shape and dtype, X untouched (`fnn.augment`).
 Augment = Callable[[np.random.Generator, np.ndarray], np.ndarray]
@@ -214,24 +214,34 @@ def copy_state(state: TrainState) -> TrainState:
 
 @attrs.frozen(eq=False)
 class StepOutput:
-    """A state plus what produced it: the loss at the params it started from and, when the
-    step donated nothing, the gradient and the update, flat buffers (spec.size,)."""
+    """A state plus what produced it: the loss at the params it started from and, when the step
+    was asked to `observe`, the norms ||g_i|| of the gradient and ||u_i|| of the update of each
+    layer i with parameters (in order), taken before any buffer was reused."""
 
     state: TrainState
     loss: float
-    grads: np.ndarray | None
-    updates: np.ndarray | None
+    grad_norms: tuple[float, ...] | None = None
+    update_norms: tuple[float, ...] | None = None
+
+
+def _layer_norms(tree: MLP) -> tuple[float, ...]:
+    """||θ_i|| of each layer with parameters, in order."""
+    return tuple(global_norm(layer) for layer in tree.layers if tree_leaves(layer))
 
 
 def advance(
     state: TrainState, batch: Batch, optimizer: Optimizer, l2: float = 0.0, donate: bool = False,
-    augment: Augment | None = None,
+    augment: Augment | None = None, observe: bool = False,
 ) -> StepOutput:
-    """`train_step` keeping what it computed on the way (for `fit`'s history)."""
+    """`train_step` keeping what it computed on the way (for `fit`'s history): with `observe`,
+    the gradient's and the update's norms per layer, measured before a donated step reuses
+    their buffers, so observing never costs a step its donation."""
     grads = np.empty(state.spec.size, state.spec.dtype)
     X = batch.X if augment is None else augment(augment_rng(state), batch.X)
-    loss, _ = backprop(state.params, X, batch.y, l2, step_rng(state), w=batch.w, spec=state.spec, flat=grads)
+    loss, g = backprop(state.params, X, batch.y, l2, step_rng(state), w=batch.w, spec=state.spec, flat=grads)
+    grad_norms = _layer_norms(g) if observe else None
     updates, opt_state = optimizer.update(grads, state.opt_state, state.flat, donate=donate)
+    update_norms = _layer_norms(unravel(state.spec, updates)) if observe else None
     new = TrainState(
         flat=apply_updates(state.flat, updates, donate=donate),
         spec=state.spec,
@@ -240,7 +250,7 @@ def advance(
         epoch=state.epoch + batch.end,
         seed=state.seed,
     )
-    return StepOutput(new, loss, None if donate else grads, None if donate else updates)
+    return StepOutput(new, loss, grad_norms, update_norms)
 
 
 def train_step(

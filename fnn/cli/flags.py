@@ -17,7 +17,7 @@ from fnn.augment import SYNTAX as AUGMENT_SYNTAX
 from fnn.augment import Augmentation, parse
 from fnn.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from fnn.data import LAYOUTS
-from fnn.nn import EVAL_BYTES
+from fnn.nn import EVAL_BYTES, EVAL_MIN_ROWS
 from fnn.errors import UserError
 from fnn.layers import ACTIVATIONS
 
@@ -310,7 +310,7 @@ def check_fits_in_memory(hidden, command: str, n_in: int = 784, n_out: int = 10,
     gradient and update, the last good state and its new copy, the best params, the norms'
     temporaries; the model file and figures at the end), one batch's activations (Z, A, a
     dropout mask and dA per unit; a CNN's im2col columns), one evaluation chunk
-    (`fnn.nn.EVAL_BYTES`), the data (`rows` x n_in floats, twice) and the interpreter with
+    (`fnn.nn.EVAL_BYTES`, or EVAL_MIN_ROWS rows), the data (`rows` x n_in floats, twice) and the interpreter with
     numpy and pandas. Measured peaks (VmHWM) of `fnn train` for 784-20000-10 (gd, sgd, adam),
     784-4096-4096-10 (adam), 784-60000-10 (sgd) and 784-8000-8000-10 (adam, batch 1024) are
     0.7 to 1.1 times the estimate.
@@ -338,6 +338,7 @@ def check_fits_in_memory(hidden, command: str, n_in: int = 784, n_out: int = 10,
         width = w
     copies = 12 + 4 * {"gd": 0, "sgd": 1, "adam": 2}.get(optimizer, 2)
     batch = rows if batch_size in ("full", None) else min(batch_size, rows) if rows else batch_size
+    eval_bytes = max(eval_bytes, EVAL_MIN_ROWS * floats * (per_row + n_in))  # a wide CNN's chunks are larger
     need = base + floats * (copies * params + batch * (per_row + n_in) + 2 * rows * n_in) + eval_bytes
     whose = "fnn allows itself (half the memory available now)" if budget is None else "this run may use"
     budget = budget if budget is not None else available_memory() // 2
