@@ -389,7 +389,7 @@ def fit(
             functools.partial(_fold_step, run), stream, _first_monitor(run, params, seed, opt_state, resume, clock)
         )
         final = toolz.first(m for m in map(functools.partial(_report, callback, checkpoint), monitors) if m.stopped)
-    import pandas as pd  # here, not at the top: `import fnn` loads numpy, attrs and toolz only
+    import pandas as pd  # here, not at the top: the core loads numpy, attrs and toolz only
 
     history = pd.DataFrame(list(final.rows), columns=history_columns(params))
     best_params = final.best_params if final.rows else final.good.params

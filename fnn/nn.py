@@ -254,7 +254,7 @@ def forward_pass(params: MLP, X: np.ndarray, rng: np.random.Generator | None = N
     return outputs, caches
 
 
-EVAL_BYTES = 2 << 20  # what one chunk of an evaluation may hold: every output and cache of its pass
+EVAL_BYTES = 1 << 20  # what one chunk of an evaluation may hold: every output and cache of its pass
 EVAL_MIN_ROWS = 32  # but never fewer rows a chunk: a wide CNN's pass then holds more, as its training batches do
 
 
@@ -262,7 +262,7 @@ def eval_rows(params: MLP, X: np.ndarray, limit: int = 8192) -> int:
     """Rows per chunk of an evaluation pass over X: (n, n_0), so that one chunk's outputs and
     caches (`forward_pass` keeps them all), each array counted once, fit in EVAL_BYTES; at most
     `limit`, at least EVAL_MIN_ROWS (or `limit` if smaller). Measured on X's first row: 5.2 KB
-    a row for 784-256-10 (401 rows, a few times a 128-row batch's activations: evaluation
+    a row for 784-256-10 (200 rows, under twice a 128-row batch's activations: evaluation
     never dwarfs training), 440 KB for a 32-64 CNN (32 rows, 14 MB: a training batch of 128
     holds four times that)."""
     outputs, caches = forward_pass(params, X[:1])

@@ -292,8 +292,9 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
                 f"y holds {y[unknown][0]!r}, not one of classes_ {self.classes_!r}: pass every label in "
                 "classes= on the first partial_fit"
             )
-        codes = np.searchsorted(self.classes_, y)
-        return codes if codes.dtype == np.int64 else codes.astype(np.int64)
+        if y.dtype == np.int64 and np.array_equal(self.classes_, np.arange(len(self.classes_))):
+            return y  # already the codes: no copy of a large y
+        return np.searchsorted(self.classes_, y).astype(np.int64, copy=False)
 
     def _printer(self):
         """verbose: a callback printing each history row (None when quiet)."""
