@@ -313,7 +313,8 @@ def fit(
         seed of in-step randomness (dropout masks, augmentation); the same seed and inputs give
         the same parameters and history, bit for bit (the seconds aside).
     train, dev: Datasets (anything with .X, .y), (X, y) pairs or (X, y, w) triples, X: (n, n_0)
-        (a NumPy array, or a scipy.sparse matrix densified batch by batch), y: (n,) int labels
+        (a NumPy array, or a scipy.sparse matrix densified batch by batch; a full batch is the
+        whole set, densified once an epoch), y: (n,) int labels
         or an (n, k) 0/1 multilabel matrix (see `fnn.nn`), w: (n,) row weights weighting every
         loss, gradient and score. Both are validated once here; dev is optional (no dev
         columns, no early stopping).
