@@ -1,12 +1,13 @@
-"""fnn.sklearn.FNNClassifier: scikit-learn's own estimator checks, a Pipeline + GridSearchCV with
-string labels, and the promises of its docstring (the int random_state is fnn.train's seed, any
-width of X, validation split and early stopping, errors raised at fit and naming the value)."""
+"""fnn.sklearn.FNNClassifier: a Pipeline + GridSearchCV with string labels, and the promises of
+its docstring (the int random_state is fnn.train's seed, any width of X, validation split and
+early stopping, errors raised at fit and naming the value, dtype, sparse X, partial_fit,
+warm_start, sample weights, multilabel y). check_estimator and scikit-learn's own MLPClassifier
+tests are in tests/test_sklearn_mlp.py."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -27,19 +28,16 @@ NAMES = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven",
 @pytest.fixture(scope="module")
 def sk() -> SimpleNamespace:
     """The scikit-learn names these tests use, and fnn.sklearn's (scikit-learn is in the `test` extra)."""
-    from sklearn.exceptions import SkipTestWarning
     from sklearn.model_selection import GridSearchCV, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from sklearn.utils import estimator_checks
 
-    from fnn.sklearn import FNNClassifier, expected_failed_checks
+    from fnn.sklearn import FNNClassifier
 
     return SimpleNamespace(
         GridSearchCV=GridSearchCV, cross_val_score=cross_val_score, make_pipeline=make_pipeline,
-        StandardScaler=StandardScaler, estimator_checks=estimator_checks,
-        expected_failed_checks=expected_failed_checks, FNNClassifier=FNNClassifier,
-        SkipTestWarning=SkipTestWarning,
+        StandardScaler=StandardScaler,
+        FNNClassifier=FNNClassifier,
     )
 
 
@@ -55,18 +53,6 @@ def test_import_fnn_does_not_import_sklearn():
     code = "import sys, fnn, fnn.tune, fnn.cli; print('sklearn' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
-
-
-def test_passes_scikit_learns_estimator_checks(sk):
-    """Every check of check_estimator at the defaults, with no expected failure (the settings
-    of issue 24 are checked in tests/test_sklearn_mlp.py)."""
-    # the array API checks skip with SkipTestWarning unless SCIPY_ARRAY_API is set; the warning
-    # class is scikit-learn's, so it is filtered here and not in a mark (which pytest would
-    # resolve, importing scikit-learn, while collecting)
-    warnings.simplefilter("ignore", sk.SkipTestWarning)
-    model = sk.FNNClassifier(epochs=5)
-    assert sk.expected_failed_checks(model) == {}
-    sk.estimator_checks.check_estimator(model, expected_failed_checks={})
 
 
 def test_works_in_a_pipeline_and_grid_search_with_string_labels(sk, digits):

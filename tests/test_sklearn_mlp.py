@@ -791,6 +791,8 @@ PIPELINE_XFAILS = {
     "check_estimators_overwrite_params": "Pipeline changes the `steps` parameter (scikit-learn's own xfail)",
 }
 
+SAMPLE_WEIGHT_CHECKS = {"check_sample_weight_equivalence_on_dense_data", "check_sample_weight_equivalence_on_sparse_data"}
+
 SETTINGS = {
     "default": {},
     "hidden=(32, 16)": dict(hidden=(32, 16)),
@@ -816,4 +818,6 @@ def test_check_estimator(setting):
     else:
         estimator = FNNClassifier(**SETTINGS[setting])
         expected = fnn.sklearn.expected_failed_checks(estimator)
+        random_per_row = "dropout" in SETTINGS[setting] or "validation_fraction" in SETTINGS[setting]
+        assert set(expected) == (SAMPLE_WEIGHT_CHECKS if random_per_row else set())  # none but these two
     estimator_checks.check_estimator(estimator, expected_failed_checks=expected or None, on_skip=None)
