@@ -19,6 +19,17 @@ from threadpoolctl import threadpool_limits
 import fnn
 
 
+# modules marked slow as a whole that import something heavy at their top (scikit-learn: 2 s):
+# a fast run (`-m "not slow"`) skips collecting them rather than importing them for nothing
+SLOW_MODULES = {"test_sklearn_mlp.py"}
+
+
+def pytest_ignore_collect(collection_path, config):
+    if collection_path.name in SLOW_MODULES and config.getoption("markexpr") == "not slow":
+        return True
+    return None
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_blas_thread():
     """The suite runs with BLAS limited to one thread: other processes often hold a core, and a

@@ -14,6 +14,7 @@ pytest.importorskip("threadpoolctl")
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "estimator_vs_mlp.py"
 
 
+@pytest.mark.slow  # two fits in fresh processes: about 5 s
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak memory is read from Linux /proc")
 def test_one_tiny_pair_prints_every_line_of_the_table(tmp_path):
     out = tmp_path / "table.md"

@@ -114,6 +114,10 @@ from fnn.layers import Dense  # noqa: E402
 import fnn.sklearn  # noqa: E402
 from fnn.nn import loss, value_and_grads  # noqa: E402
 from fnn.sklearn import FNNClassifier  # noqa: E402
+
+# scikit-learn's own tests fit dozens of networks: the module is slow as a whole, and a fast run
+# (`-m "not slow"`) does not even import it (tests/conftest.py, SLOW_MODULES)
+pytestmark = pytest.mark.slow
 from fnn.tree import tree_leaves  # noqa: E402
 
 ACTIVATION_TYPES = ["sigmoid", "tanh", "relu", "leaky_relu"]  # MLPClassifier's less "identity", plus fnn's leaky_relu
@@ -814,7 +818,7 @@ SETTINGS = {
 }
 
 
-@pytest.mark.slow  # 1 to 4 s each on an idle machine, about 25 s in all
+# 1 to 4 s each on an idle machine, about 25 s in all
 @pytest.mark.parametrize("setting", list(SETTINGS), ids=list(SETTINGS))
 def test_check_estimator(setting):
     """Every check of check_estimator passes, but those fnn.sklearn.expected_failed_checks names."""

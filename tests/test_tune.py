@@ -441,7 +441,10 @@ def foreign_server(kind: str):
 
 @pytest.mark.parametrize(
     "kind, scheme",
-    [("silent", "tcp"), ("http", "tcp"), ("random", "tcp"), ("silent", "ws"), ("http", "ws"), ("random", "tls")],
+    [
+        ("silent", "tcp"), ("random", "tls"),  # about 1 s each, in the fast set; the others in the full suite
+        *(pytest.param(*case, marks=pytest.mark.slow) for case in [("http", "tcp"), ("random", "tcp"), ("silent", "ws"), ("http", "ws")]),
+    ],
 )
 def test_tune_scheduler_that_is_not_dask_is_one_line_within_the_deadline(kind, scheme, monkeypatch, capsys, tmp_path):
     from fnn.cli import tune as tune_command
