@@ -17,12 +17,15 @@ it, and `import fnn` does not import this module.
 
 The estimator is an adapter at the edge, so unlike the rest of fnn it keeps state on `self`,
 as scikit-learn requires: `fit` stores the trained network as `params_` (an `fnn.MLP`) and
-`predict_proba` is `fnn.predict_proba(params_, X)`. The hyper-parameters are
-`fnn.TrainConfig`'s fields under the same names and defaults, with `random_state` in place of
-`seed`; `fit` builds the TrainConfig and calls `fnn.train`, so
-`FNNClassifier(random_state=7, **fields).fit(X, y)` trains the very network that
+`predict_proba` is `fnn.predict_proba(params_, X)` (σ for a multilabel y). The
+hyper-parameters are `fnn.TrainConfig`'s fields under the same names and defaults (but
+lr="auto", see AUTO_LR), with `random_state` in place of `seed`; `fit` builds the TrainConfig
+and calls `fnn.train`, so for a float32 X `FNNClassifier(random_state=7, **fields).fit(X, y)`
+trains the very network that
 `fnn.train(np.random.default_rng(7), TrainConfig(seed=7, **fields), (X, codes))` does, where
-codes are the labels' positions in `classes_`.
+codes are the labels' positions in `classes_` (and lr the resolved one). Sample weights, warm
+starts and partial_fit use the same `fnn.train`: (X, codes, w) triples, `params=` and
+`opt_state=`.
 """
 
 from __future__ import annotations
