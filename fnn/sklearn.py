@@ -249,7 +249,7 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
         target = self._targets(y, classes)
         w = None if sample_weight is None else _check_sample_weight(sample_weight, X, dtype=X.dtype)
         config = self._config(_seed(self.random_state) if fresh else self.config_.seed)
-        if incremental:  # one epoch at a constant rate, its shuffle seeded by the epochs so far
+        if incremental:  # one epoch at a constant rate, its shuffle seeded by the rows seen so far (t_)
             config = attrs.evolve(config, epochs=1, schedule="constant")
             rng = np.random.default_rng((config.seed, 0 if fresh else self.t_))
         else:
