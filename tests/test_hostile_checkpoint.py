@@ -544,7 +544,7 @@ def test_after_a_sigkill_the_advice_completes_the_real_out_folder(tmp_path):
     kaggle_csv(tmp_path / "train.csv")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     base = [sys.executable, "-m", "fnn", "train", "--no-progress"]
-    run = subprocess.Popen([*base, "--data", "train.csv", "--epochs", "400", "--hidden", "8", "--eval-every", "1",
+    run = subprocess.Popen([*base, "--data", "train.csv", "--epochs", "150", "--hidden", "8", "--eval-every", "1",
                             "--out", "k0"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline_at = time.monotonic() + 60
     while not list(tmp_path.glob(".k0.partial-*/checkpoint.npz")) and time.monotonic() < deadline_at:
@@ -560,7 +560,7 @@ def test_after_a_sigkill_the_advice_completes_the_real_out_folder(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "k0" / "metrics.json").is_file() and not (tmp_path / "k0" / "checkpoint.npz").exists()
     assert not list(tmp_path.glob(".k0*")) and not list((tmp_path / "k0").glob(".*"))
-    assert "completed 400 epochs" in resumed.stdout
+    assert "completed 150 epochs" in resumed.stdout
 
 
 # ---------------------------------------------------------------- fnn predict --out
