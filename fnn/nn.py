@@ -109,9 +109,13 @@ def sigmoid_cross_entropy_and_delta(
     mean with w. As with softmax, the sigmoid's derivative and the log's cancel: dJ/dZ = (P - Y) / m,
     row i scaled by w_i / M with weights.
     """
-    losses = (np.logaddexp(0, logits) - Y * logits).sum(axis=1)
     c = row_coefficients(w) if w is not None else np.full(logits.shape[0], 1 / logits.shape[0], logits.dtype)
-    return float(np.dot(c, losses)), (sigmoid(logits) - Y) * c[:, None]
+    return float(np.dot(c, _binary_losses(logits, Y))), (sigmoid(logits) - Y) * c[:, None]
+
+
+def _binary_losses(logits: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """ℓ_i = Σ_j [log(1 + e^Z_ij) - Y_ij Z_ij] of each row: (m, k) -> (m,)."""
+    return (np.logaddexp(0, logits) - Y * logits).sum(axis=1)
 
 
 def row_coefficients(w: np.ndarray) -> np.ndarray:
@@ -142,7 +146,7 @@ def row_losses(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
     y's shape names: softmax, ℓ_i = -log P[i, y_i] and argmax = y_i; multilabel sigmoids, the
     summed binary cross-entropy and every label right (P_ij > 1/2 exactly where Y_ij = 1)."""
     if y.ndim == 2:
-        return (np.logaddexp(0, logits) - y * logits).sum(axis=1), ((logits > 0) == (y > 0.5)).all(axis=1)
+        return _binary_losses(logits, y), ((logits > 0) == (y > 0.5)).all(axis=1)
     rows = np.arange(logits.shape[0])
     return -log_softmax(logits)[rows, y], logits.argmax(axis=1) == y
 
