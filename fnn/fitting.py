@@ -131,7 +131,8 @@ class Monitor:
     since_best: the monitored metric's best value, a copy of its params, evaluations since it;
     start: the clock when training began, less the seconds already trained before a resume;
     eval_seconds: time spent evaluating (excluded from `seconds`); fresh: this step added a
-    row; stopped, message: set when the fold must stop.
+    row; stopped, message: set when the fold must stop; loss_sum, loss_rows: Σ J_batch · rows
+    and Σ rows of the batches since the last row (0 at a row, so a checkpoint needs neither).
     """
 
     state: TrainState
@@ -145,6 +146,8 @@ class Monitor:
     fresh: bool = False
     stopped: str | None = None
     message: str = ""
+    loss_sum: float = 0.0
+    loss_rows: int = 0
 
 
 @attrs.frozen(eq=False)
@@ -182,7 +185,8 @@ def _fold_step(run: _Run, m: Monitor, batch: Batch) -> Monitor:
     out = advance(m.state, batch, run.optimizer, run.l2, donate=True, augment=run.augment, observe=point)
     if not math.isfinite(out.loss):  # the params this step started from are not sane
         return _diverged(run, m, out.loss, m.state.step)
-    m = attrs.evolve(m, state=out.state, fresh=False)
+    rows = batch.X.shape[0]
+    m = attrs.evolve(m, state=out.state, fresh=False, loss_sum=m.loss_sum + out.loss * rows, loss_rows=m.loss_rows + rows)
     return _record(run, m, out) if point else m
 
 
@@ -209,9 +213,10 @@ def _record(run: _Run, m: Monitor, out: StepOutput) -> Monitor:
     ):  # this update broke the params, or they are exploding (a huge lr in full-batch gd)
         return _diverged(run, m, row["train_loss"], out.state.step)
     row["seconds"] = entered - m.start - m.eval_seconds
+    row["batch_loss"] = m.loss_sum / m.loss_rows
     m = attrs.evolve(
         m, good=copy_state(out.state), rows=m.rows + (row,), eval_seconds=m.eval_seconds + run.clock() - entered,
-        fresh=True,
+        fresh=True, loss_sum=0.0, loss_rows=0,
     )
     if run.dev is None or math.isnan(m.best) or _improved(run.monitor, row[run.monitor], m.best):
         m = attrs.evolve(m, best=row[run.monitor], best_params=m.good.params, since_best=0)
@@ -250,6 +255,7 @@ def _row(run: _Run, out: StepOutput) -> dict:
         "epoch": state.epoch,
         "lr": _last_lr(run.optimizer, state.step),
         "seconds": math.nan,
+        "batch_loss": math.nan,
         "train_loss": train_scan.ce_sum / train_scan.rows,
         "train_acc": train_scan.correct / train_scan.rows,
         "dev_loss": dev_scan.ce_sum / dev_scan.rows if dev_scan is not None else math.nan,
@@ -275,7 +281,7 @@ def history_columns(params: MLP) -> list[str]:
     """The history's columns for `params`: i counts the layers with parameters (from 1)."""
     owners = range(1, sum(bool(tree_leaves(layer)) for layer in params.layers) + 1)
     return (
-        ["step", "epoch", "lr", "seconds", "train_loss", "train_acc", "dev_loss", "dev_acc"]
+        ["step", "epoch", "lr", "seconds", "batch_loss", "train_loss", "train_acc", "dev_loss", "dev_acc"]
         + [f"grad_norm_{i}" for i in owners]
         + [f"update_ratio_{i}" for i in owners]
         + _dead_columns(params)
@@ -347,6 +353,9 @@ def fit(
         step, epoch            updates applied and epochs completed
         lr                     the learning rate of the last update (NaN if the optimizer has none)
         seconds                training time so far, evaluations excluded
+        batch_loss             the mean loss J of the batches since the previous row, each
+                               weighted by its rows, l2 term, dropout and augmentation included:
+                               what the optimizer descended (scikit-learn's loss_curve_)
         train_loss, train_acc  mean cross-entropy (no l2 term) and accuracy on the train subset
         dev_loss, dev_acc      the same on the dev set (NaN without one)
         grad_norm_<i>          the gradient norm of parameter layer i on the last batch

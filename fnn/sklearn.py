@@ -119,10 +119,10 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
         layers, in order (arrays of params_; for a CNN, the dense layers after the
         convolutional blocks only: the kernels are in params_).
     n_iter_: epochs the last fit or partial_fit call trained; t_: training rows seen across
-        warm starts and partial_fit calls. loss_curve_: the training loss at the end of each epoch
-        of all of them, likewise
-        (mean cross-entropy without the l2 term, on up to 10,000 training rows: history_'s
-        train_loss); loss_: its last value; best_loss_: its least, None with a validation split.
+        warm starts and partial_fit calls. loss_curve_: each epoch's training loss, likewise:
+        the mean of its batches' losses J (l2 term included), each weighted by its rows, as
+        MLPClassifier's (history_'s batch_loss at each epoch's end); loss_: its last value;
+        best_loss_: its least, None with a validation split.
     validation_scores_: the validation accuracy at the end of each epoch (None without a
         validation split); best_validation_score_: its highest.
     n_layers_: layers counting the input (len(coefs_) + 1); n_outputs_: output units, one per
@@ -306,7 +306,7 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
 
         def show(row: dict) -> None:
             dev = "" if math.isnan(row["dev_acc"]) else f", validation score = {row['dev_acc']:.6f}"
-            print(f"epoch {row['epoch']}, step {row['step']}, loss = {row['train_loss']:.8f}{dev}", flush=True)
+            print(f"epoch {row['epoch']}, step {row['step']}, loss = {row['batch_loss']:.8f}{dev}", flush=True)
 
         return show
 
@@ -314,7 +314,7 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
         """The fitted attributes of a finished fit (history columns: see `fnn.fit`)."""
         history = result.history
         ends = history[history["epoch"].diff().fillna(history["epoch"]) > 0]  # each epoch's last row
-        losses = [float(v) for v in ends["train_loss"]]
+        losses = [float(v) for v in ends["batch_loss"]]
         scores = [float(v) for v in ends["dev_acc"]] if result.history["dev_acc"].notna().any() else None
         epochs = int(result.state.epoch)
         if fresh:

@@ -185,7 +185,7 @@ def test_history_columns_and_values_are_sensible(data):
     )
     h = result.history
     assert list(h.columns) == history_columns(small_params()) == [
-        "step", "epoch", "lr", "seconds", "train_loss", "train_acc", "dev_loss", "dev_acc",
+        "step", "epoch", "lr", "seconds", "batch_loss", "train_loss", "train_acc", "dev_loss", "dev_acc",
         "grad_norm_1", "grad_norm_2", "update_ratio_1", "update_ratio_2", "dead_frac_1",
     ]
     # 8 steps per epoch: rows every 5 steps and at each epoch's end
@@ -208,6 +208,21 @@ def test_history_health_columns_measure_the_last_step(data):
     W = result.state.params.layers[2].W
     assert math.isclose(last.update_ratio_2 / 0.1 * np.linalg.norm(W), last.grad_norm_2, rel_tol=0.2)
     assert result.history.step.tolist() == [1, 2, 3] and result.history.dev_acc.isna().all()
+
+
+def test_batch_loss_is_the_loss_each_step_descended(data):
+    """Full batch, no l2: step t descends J at the params of row t-1, so batch_loss[t] is row
+    t-1's train_loss (all rows are the train subset); with mini-batches it is the rows-weighted
+    mean of the steps' losses since the last row."""
+    (X, y), _ = data
+    full = fit(np.random.default_rng(0), small_params(), gd(0.1), (X, y), epochs=4, batch_size=None).history
+    np.testing.assert_allclose(full.batch_loss.iloc[1:].to_numpy(), full.train_loss.iloc[:-1].to_numpy(), rtol=1e-5)
+    opt = sgd(0.05, 0.9)
+    per_epoch = fit(np.random.default_rng(0), small_params(), opt, (X, y), epochs=1, batch_size=100).history
+    per_step = fit(np.random.default_rng(0), small_params(), opt, (X, y), epochs=1, batch_size=100, eval_every=1).history
+    rows = [min(100, len(y) - s) for s in range(0, len(y), 100)]  # the last batch is smaller
+    assert len(per_step) == len(rows) > 1
+    assert per_epoch.batch_loss.iloc[0] == pytest.approx(np.dot(per_step.batch_loss, rows) / len(y), rel=1e-12)
 
 
 def test_seconds_come_from_the_clock_and_exclude_evaluation(data):
