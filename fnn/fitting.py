@@ -391,19 +391,25 @@ def fit(
         monitor, patience, clock, augment,
     )
     seed = int(seed_rng.integers(2**63))
-    # the stream less the batches a resumed state has seen; the first monitor is built in the
-    # call, not named here, so the fold alone holds it (its state copy is freed at the first row)
+    # the stream less the batches a resumed state has seen, led by the first monitor
     stream = batches(stream_rng, X, y, batch_size, epochs, skip=resume.good.step if resume else 0, w=w)
+    first = functools.partial(_first_monitor, run, params, seed, opt_state, resume, clock)
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported instead
-        monitors = toolz.accumulate(
-            functools.partial(_fold_step, run), stream, _first_monitor(run, params, seed, opt_state, resume, clock)
-        )
+        monitors = toolz.accumulate(functools.partial(_fold_step, run), _led_by(first, stream))
         final = toolz.first(m for m in map(functools.partial(_report, callback, checkpoint), monitors) if m.stopped)
     import pandas as pd  # here, not at the top: the core loads numpy, attrs and toolz only
 
     history = pd.DataFrame(list(final.rows), columns=history_columns(params))
     best_params = final.best_params if final.rows else final.good.params
     return FitResult(final.good, best_params, history, final.stopped, final.message)
+
+
+def _led_by(first: Callable[[], Monitor], stream):
+    """first(), then the stream's batches. The monitor is made here and bound to no name (as
+    accumulate's `initial`, or in a list given to `toolz.cons`, it would stay referenced to the
+    end), so its state copy is freed as soon as the first row replaces it."""
+    yield first()
+    yield from stream
 
 
 def _first_monitor(run: _Run, params: MLP, seed: int, opt_state, resume: Monitor | None, clock) -> Monitor:
