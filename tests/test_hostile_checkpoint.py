@@ -701,7 +701,7 @@ def test_a_network_over_the_memory_budget_is_refused_naming_the_estimate_and_the
     with pytest.raises(FlagError) as caught:
         check_fits_in_memory((300_000,), "train", budget=8 * GIB)
     message = str(caught.value)
-    assert "--hidden 300000 makes 238,500,010 parameters" in message and "about 11.5 GiB" in message
+    assert "--hidden 300000 makes 238,500,010 parameters" in message and "about 9.7 GiB" in message
     assert "more than the 8.0 GiB this run may use" in message and "smaller --hidden widths" in message
     with pytest.raises(FlagError, match="--optimizer sgd"):
         check_fits_in_memory((20_000, 20_000), "train", optimizer="adam", budget=4 * GIB)

@@ -306,14 +306,14 @@ def check_fits_in_memory(hidden, command: str, n_in: int = 784, n_out: int = 10,
     `budget` (default: half the memory available when the command starts).
 
     The estimate, float32, P parameters, o = 0, 1, 2 optimizer buffers for gd, sgd, adam:
-    (9 + 3o) copies of P (the live state, the step's gradient, the last good state and the
+    (8 + 2o) copies of P (the live state, the step's gradient, the last good state and the
     copy that replaces it at an evaluation step, the best params, the norms' temporaries; the
     model file and figures at the end), one batch's activations (Z, A, a
     dropout mask and dA per unit; a CNN's im2col columns), one evaluation chunk
     (`fnn.nn.EVAL_BYTES`, or EVAL_MIN_ROWS rows), the data (`rows` x n_in floats, twice) and the interpreter with
     numpy and pandas. Measured peaks (VmHWM) of `fnn train` for 784-20000-10 on 300 rows, one
-    epoch with an evaluation each step, imply 8.5 + 3o copies (gd 667 MB, sgd 850 MB, adam
-    1,032 MB, 2026-12-02): the estimate is 1.03 to 1.05 times them.
+    epoch with an evaluation each step, imply 7.5 + 2o copies (gd 607 MB, sgd 728 MB, adam
+    850 MB, 2026-12-02): the estimate is 1.09 to 1.13 times them.
     """
     from fnn.conv import conv_stack_shape, square_image  # noqa: PLC0415 - only when a CNN is asked for
 
@@ -336,7 +336,7 @@ def check_fits_in_memory(hidden, command: str, n_in: int = 784, n_out: int = 10,
         params += width * w + w
         per_row += 4 * w  # Z, A, dropout mask, dA
         width = w
-    copies = 9 + 3 * {"gd": 0, "sgd": 1, "adam": 2}.get(optimizer, 2)
+    copies = 8 + 2 * {"gd": 0, "sgd": 1, "adam": 2}.get(optimizer, 2)
     batch = rows if batch_size in ("full", None) else min(batch_size, rows) if rows else batch_size
     eval_bytes = max(eval_bytes, EVAL_MIN_ROWS * floats * (per_row + n_in))  # a wide CNN's chunks are larger
     need = base + floats * (copies * params + batch * (per_row + n_in) + 2 * rows * n_in) + eval_bytes
