@@ -345,12 +345,13 @@ def test_resuming_a_tampered_checkpoint_is_one_line_and_exit_2(run_dir, capsys, 
 
 
 def test_a_checkpoint_declaring_a_huge_network_is_refused_before_allocating(run_dir, capsys):
-    """hidden [300000] in the checkpoint's config: refused by the memory budget, not by an
-    allocation of 15 GiB (the same check as `--hidden 300000` on the command line)."""
-    edit(lambda m: _set(config(m), "hidden", [300_000]))(run_dir / "checkpoint.npz")
+    """hidden [3000000] in the checkpoint's config: refused by the memory budget (about 97 GiB,
+    over half of any machine this runs on), not by an allocation (the same check as `--hidden`
+    on the command line)."""
+    edit(lambda m: _set(config(m), "hidden", [3_000_000]))(run_dir / "checkpoint.npz")
     with deadline(10):
         status, _, err = cli(capsys, "train", "--resume", str(run_dir))
-    assert_one_line_error(status, err, "checkpoint.npz: the run it continues is too large here", "--hidden 300000")
+    assert_one_line_error(status, err, "checkpoint.npz: the run it continues is too large here", "--hidden 3000000")
 
 
 # ---------------------------------------------------------------- --resume says what differs
