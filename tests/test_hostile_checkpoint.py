@@ -345,7 +345,7 @@ def test_resuming_a_tampered_checkpoint_is_one_line_and_exit_2(run_dir, capsys, 
 
 
 def test_a_checkpoint_declaring_a_huge_network_is_refused_before_allocating(run_dir, capsys):
-    """hidden [3000000] in the checkpoint's config: refused by the memory budget (about 97 GiB,
+    """hidden [3000000] in the checkpoint's config: refused by the memory budget (about 107 GiB,
     over half of any machine this runs on), not by an allocation (the same check as `--hidden`
     on the command line)."""
     edit(lambda m: _set(config(m), "hidden", [3_000_000]))(run_dir / "checkpoint.npz")
@@ -702,7 +702,7 @@ def test_a_network_over_the_memory_budget_is_refused_naming_the_estimate_and_the
     with pytest.raises(FlagError) as caught:
         check_fits_in_memory((300_000,), "train", budget=8 * GIB)
     message = str(caught.value)
-    assert "--hidden 300000 makes 238,500,010 parameters" in message and "about 9.7 GiB" in message
+    assert "--hidden 300000 makes 238,500,010 parameters" in message and "about 10.6 GiB" in message
     assert "more than the 8.0 GiB this run may use" in message and "smaller --hidden widths" in message
     with pytest.raises(FlagError, match="--optimizer sgd"):
         check_fits_in_memory((20_000, 20_000), "train", optimizer="adam", budget=4 * GIB)

@@ -306,14 +306,17 @@ def check_fits_in_memory(hidden, command: str, n_in: int = 784, n_out: int = 10,
     `budget` (default: half the memory available when the command starts).
 
     The estimate, float32, P parameters, o = 0, 1, 2 optimizer buffers for gd, sgd, adam:
-    (8 + 2o) copies of P (the live state, the step's gradient, the last good state and the
+    (9 + 2o) copies of P (the live state, the step's gradient, the last good state and the
     copy that replaces it at an evaluation step, the best params, the norms' temporaries; the
     model file and figures at the end), one batch's activations (Z, A, a
     dropout mask and dA per unit; a CNN's im2col columns), one evaluation chunk
     (`fnn.nn.EVAL_BYTES`, or EVAL_MIN_ROWS rows), the data (`rows` x n_in floats, twice) and the interpreter with
-    numpy and pandas. Measured peaks (VmHWM) of `fnn train` for 784-20000-10 on 300 rows, one
-    epoch with an evaluation each step, imply 7.5 + 2o copies (gd 607 MB, sgd 728 MB, adam
-    850 MB, 2026-12-02): the estimate is 1.09 to 1.13 times them.
+    numpy and pandas. Calibrated at (12 + 4o) on peaks (VmHWM) of `fnn train` for 784-20000-10
+    (gd, sgd, adam), 784-4096-4096-10 (adam), 784-60000-10 (sgd) and 784-8000-8000-10 (adam,
+    batch 1024), 0.7 to 1.1 times it; fit has since stopped holding 3 + 2o of those copies
+    (every step donates; its first monitor is freed). Measured again for 784-20000-10 (300 rows,
+    one epoch, an evaluation each step, 2026-12-02): gd 607, sgd 728, adam 850 MB, 7.5 + 2o
+    copies; the estimate is 1.16 to 1.23 times them.
     """
     from fnn.conv import conv_stack_shape, square_image  # noqa: PLC0415 - only when a CNN is asked for
 
@@ -336,7 +339,7 @@ def check_fits_in_memory(hidden, command: str, n_in: int = 784, n_out: int = 10,
         params += width * w + w
         per_row += 4 * w  # Z, A, dropout mask, dA
         width = w
-    copies = 8 + 2 * {"gd": 0, "sgd": 1, "adam": 2}.get(optimizer, 2)
+    copies = 9 + 2 * {"gd": 0, "sgd": 1, "adam": 2}.get(optimizer, 2)
     batch = rows if batch_size in ("full", None) else min(batch_size, rows) if rows else batch_size
     eval_bytes = max(eval_bytes, EVAL_MIN_ROWS * floats * (per_row + n_in))  # a wide CNN's chunks are larger
     need = base + floats * (copies * params + batch * (per_row + n_in) + 2 * rows * n_in) + eval_bytes
