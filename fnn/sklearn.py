@@ -46,7 +46,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, colu
 from fnn.augment import as_augmentation
 from fnn.config import TrainConfig, train
 from fnn.layers import Dense
-from fnn.nn import check_batch, eval_rows, forward_pass, log_softmax, sigmoid
+from fnn.nn import check_batch, eval_rows, forward, log_softmax, sigmoid
 from fnn.text import count
 
 
@@ -337,16 +337,15 @@ class FNNClassifier(ClassifierMixin, BaseEstimator):
             self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ else math.nan
 
     def _logits(self, X) -> np.ndarray:
-        """A_L of X's rows, in chunks (a sparse X densified chunk by chunk)."""
+        """A_L of X's rows: `fnn.forward`, which runs in chunks; a sparse X is densified a chunk
+        at a time."""
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse="csr", dtype=_X_DTYPES, reset=False)
         params = self.params_
-        first, _ = check_batch(params, X[:1].toarray() if hasattr(X, "toarray") else X[:1])
-        rows = eval_rows(params, first)
-        return np.concatenate([
-            forward_pass(params, check_batch(params, X[s : s + rows].toarray() if hasattr(X, "toarray") else X[s : s + rows])[0])[0][-1]
-            for s in range(0, X.shape[0], rows)
-        ])
+        if not hasattr(X, "toarray"):
+            return forward(params, X)
+        rows = eval_rows(params, check_batch(params, X[:1].toarray())[0])
+        return np.concatenate([forward(params, X[s : s + rows].toarray()) for s in range(0, X.shape[0], rows)])
 
     def _config(self, seed: int) -> TrainConfig:
         """The TrainConfig of the current parameters; a bad value is a ValueError naming it."""
