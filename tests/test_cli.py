@@ -518,18 +518,24 @@ def test_ctrl_c_while_figures_are_written_leaves_an_unfinished_resumable_run(tmp
     assert status == 0 and "completed" in printed and {p.name for p in out.iterdir()} == RUN_FILES
 
 
-@pytest.mark.slow
-def test_sigterm_stops_a_run_with_one_line_and_status_143(tmp_path):
-    out = tmp_path / "run"
+def _train_until_its_first_checkpoint(tmp_path: Path, out: Path) -> subprocess.Popen:
+    """`fnn train` in a child process, returned once its staging folder holds a checkpoint."""
     process = subprocess.Popen(
         [sys.executable, "-m", "fnn", "train", "--epochs", "200", "--hidden", "16", "--eval-every", "5",
          "--no-progress", "--threads", "1", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(f".{out.name}.partial-*/checkpoint.npz")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return process
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_run_with_one_line_and_status_143(tmp_path):
+    out = tmp_path / "run"
+    process = _train_until_its_first_checkpoint(tmp_path, out)
     try:
-        deadline = time.monotonic() + 60
-        while not list(tmp_path.glob(".run.partial-*/checkpoint.npz")) and time.monotonic() < deadline:
-            time.sleep(0.05)
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
     finally:
@@ -746,15 +752,8 @@ def test_sigterm_while_the_commands_import_is_one_line_and_143(tmp_path):
 @pytest.mark.slow
 def test_a_second_sigterm_during_cleanup_does_not_cut_it_short(tmp_path):
     out = tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fnn", "train", "--epochs", "200", "--hidden", "16", "--eval-every", "5",
-         "--no-progress", "--threads", "1", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-    )
+    process = _train_until_its_first_checkpoint(tmp_path, out)
     try:
-        deadline = time.monotonic() + 60
-        while not list(tmp_path.glob(".run.partial-*/checkpoint.npz")) and time.monotonic() < deadline:
-            time.sleep(0.05)
         process.send_signal(signal.SIGTERM)
         time.sleep(0.05)  # as systemd or a second `kill` might, while the checkpoint is written
         process.send_signal(signal.SIGTERM)

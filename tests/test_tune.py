@@ -359,21 +359,25 @@ def test_best_config_trains_back_to_the_search_score(splits, serial):
     assert evaluate(refit.best_params, splits.dev.X, splits.dev.y)[1] == winner["dev_acc"]
 
 
-@pytest.mark.slow
-def test_ctrl_c_of_tune_with_workers_is_one_line_without_worker_tracebacks(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    # a terminal's Ctrl-C sends SIGINT to the whole foreground process group: parent and workers
-    process = subprocess.Popen(
+def _tune_on_two_workers_in_its_own_group(tmp_path):
+    """`fnn tune --workers 2` in a child process leading its own process group (so a test can
+    signal the group, as a terminal or `timeout` does)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "fnn", "tune", "--epochs", "50", "--hiddens", "32", "64", "--l2s", "0,1",
          "--workers", "2", "--no-progress", "--out", str(tmp_path / "tune")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
     )
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_tune_with_workers_is_one_line_without_worker_tracebacks(tmp_path):
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    # a terminal's Ctrl-C sends SIGINT to the whole foreground process group: parent and workers
+    process = _tune_on_two_workers_in_its_own_group(tmp_path)
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
     try:
         deadline = time.monotonic() + 60
@@ -488,11 +492,7 @@ def test_sigterm_to_tunes_process_group_ends_tune_and_its_workers_within_5_secon
     import signal
     from pathlib import Path
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fnn", "tune", "--epochs", "50", "--hiddens", "32", "64", "--l2s", "0,1",
-         "--workers", "2", "--no-progress", "--out", str(tmp_path / "tune")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
-    )
+    process = _tune_on_two_workers_in_its_own_group(tmp_path)
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
     try:
         deadline = time.monotonic() + 60

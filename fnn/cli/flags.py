@@ -48,25 +48,25 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter):
 # ---------------------------------------------------------------- flag value types
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str, least: int, too_small: str) -> int:
+    """int(text) when it is at least `least`; else ArgumentTypeError (`too_small` for a number
+    below it, formatted with the number as {})."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(too_small.format(value))
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole_number(text, 1, "expected a whole number >= 1, got {}")
 
 
 def seed(text: str) -> int:
     """A seed: numpy's generators take whole numbers >= 0 only."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seeds are whole numbers >= 0 (numpy takes no negative seed), got {value}")
-    return value
+    return _whole_number(text, 0, "seeds are whole numbers >= 0 (numpy takes no negative seed), got {}")
 
 
 def nonnegative_float(text: str) -> float:
